@@ -1,0 +1,183 @@
+//! Wiring: source → segmenter → live window → HTTP, and graceful shutdown.
+//!
+//! The source runs in its own task (or thread, for testsrc) and feeds a bounded channel; the
+//! segmenter task owns the [`Window`] and publishes snapshots; the HTTP server reads them. On
+//! shutdown the window is ended (playlists get EXT-X-ENDLIST, held requests are answered) before
+//! connections are closed.
+
+use crate::config::Config;
+use crate::hls::segmenter::{ticks, Output, Segmenter, SegmenterConfig};
+use crate::hls::window::{Window, WindowConfig};
+use crate::http::handlers::HttpState;
+use crate::media::SourceEvent;
+use crate::metrics::{self, ReasonLabels};
+use crate::source::{self, SourceConfig, SourceSpec};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// Frames buffered between source and segmenter.
+const SOURCE_QUEUE: usize = 64;
+
+/// A run id unique per process start: base-36 milliseconds since the epoch.
+pub fn run_id() -> String {
+    let mut n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let mut s = Vec::new();
+    while n > 0 {
+        s.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+    }
+    s.reverse();
+    String::from_utf8(s).unwrap_or_else(|_| "run".into())
+}
+
+/// Source settings from the config.
+pub fn source_config(cfg: &Config) -> SourceConfig {
+    SourceConfig {
+        spec: cfg.source.parse::<SourceSpec>().unwrap_or(SourceSpec::Testsrc),
+        framerate: cfg.framerate,
+        pace: !cfg.no_pace,
+        looped: cfg.looped,
+        idle_flush: Duration::from_millis(if cfg.idle_flush_ms == 0 { 86_400_000 } else { cfg.idle_flush_ms }),
+        stall_timeout: Duration::from_secs_f64(cfg.stall_timeout),
+        testsrc: source::testsrc::TestsrcConfig {
+            width: cfg.width,
+            height: cfg.height,
+            fps: cfg.fps,
+            idr_interval_frames: cfg.keyint,
+            bitrate_bps: cfg.bitrate,
+        },
+    }
+}
+
+/// Segmenter settings from the config.
+pub fn segmenter_config(cfg: &Config) -> SegmenterConfig {
+    SegmenterConfig { segment_target: ticks(cfg.segment_duration), part_target: ticks(cfg.part_duration) }
+}
+
+/// Runs the live origin on `listener` until `shutdown` resolves or a file/stdin source fails.
+pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let run = run_id();
+    let (mut window, snapshots) = Window::new(
+        WindowConfig { segments: cfg.window, segment_target: cfg.segment_duration },
+        run.clone(),
+    );
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => Some(crate::http::tls_acceptor(c, k)?),
+        _ => None,
+    };
+    let state = Arc::new(HttpState {
+        snapshots,
+        base: cfg.base().to_string(),
+        jpeg: tokio::sync::Mutex::new(None),
+    });
+
+    let (tx, mut rx) = mpsc::channel::<SourceEvent>(SOURCE_QUEUE);
+    let src_cfg = source_config(&cfg);
+    let src_name = src_cfg.spec.to_string();
+    let source_task = tokio::spawn(source::run(src_cfg, tx));
+
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let seg_cfg = segmenter_config(&cfg);
+    let segmenter_task = tokio::spawn(async move {
+        let mut seg = Segmenter::new(seg_cfg);
+        let mut outs = Vec::new();
+        let m = metrics::get();
+        loop {
+            let ev = tokio::select! {
+                ev = rx.recv() => ev,
+                _ = stop_rx.changed() => None,
+            };
+            let Some(ev) = ev else { break };
+            match &ev {
+                SourceEvent::Frame(_) => {
+                    m.frames.inc();
+                }
+                SourceEvent::Discontinuity { reason } => {
+                    tracing::warn!(reason, "discontinuity");
+                    m.discontinuities.inc();
+                }
+                SourceEvent::Format(info) => tracing::info!(
+                    width = info.width, height = info.height, codec = %info.codec_string(),
+                    fps = format!("{:.3}", info.frame_rate()), "stream format"
+                ),
+                SourceEvent::End => tracing::info!("source ended; playlist gets EXT-X-ENDLIST"),
+            }
+            let dropped_before = seg.stats.frames_dropped_waiting_idr;
+            if let Err(e) = seg.push(ev, &mut outs) {
+                tracing::error!(error = %e, "muxing failed; frame dropped");
+                m.frames_dropped.get_or_create(&ReasonLabels { reason: "mux_error" }).inc();
+            }
+            let dropped = seg.stats.frames_dropped_waiting_idr - dropped_before;
+            if dropped > 0 {
+                m.frames_dropped.get_or_create(&ReasonLabels { reason: "waiting_for_idr" }).inc_by(dropped);
+            }
+            let parts: Vec<_> = outs
+                .iter()
+                .filter_map(|o| if let Output::Part(p) = o { Some((p.last_arrived, p.data.len())) } else { None })
+                .collect();
+            let segments = outs.iter().filter(|o| matches!(o, Output::SegmentEnd { .. })).count();
+            window.apply(&mut outs, seg.next_global_part());
+            for (arrived, len) in parts {
+                m.origin_delay.observe(arrived.elapsed().as_secs_f64());
+                m.parts.inc();
+                m.media_bytes.inc_by(len as u64);
+            }
+            m.segments.inc_by(segments as u64);
+            let overlong = window.overlong;
+            if overlong > m.overlong_segments.get() {
+                m.overlong_segments.inc_by(overlong - m.overlong_segments.get());
+            }
+        }
+        window.end();
+        window
+    });
+
+    let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    println!("hlsd: player at {scheme}://{host}:{}{}/", addr.port(), cfg.base());
+    if addr.ip().is_unspecified() {
+        if let Ok(name) = std::fs::read_to_string("/etc/hostname") {
+            println!("hlsd: on your network: {scheme}://{}.local:{}{}/", name.trim(), addr.port(), cfg.base());
+        }
+    }
+    tracing::info!(%addr, source = %src_name, run = %run, segment = cfg.segment_duration,
+        part = cfg.part_duration, window = cfg.window, "hlsd listening");
+
+    // Shutdown when asked, or when the source fails for good.
+    let (fail_tx, fail_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+    let watch_source = tokio::spawn(async move {
+        match source_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = fail_tx.send(anyhow::Error::new(e));
+            }
+            Err(e) if e.is_panic() => {
+                let _ = fail_tx.send(anyhow::anyhow!("source task panicked"));
+            }
+            Err(_) => {}
+        }
+    });
+    let mut failure = None;
+    let stop = async {
+        tokio::select! {
+            _ = shutdown => {}
+            r = fail_rx => if let Ok(e) = r { failure = Some(e) },
+        }
+        tracing::info!("shutting down: ending the playlist");
+        let _ = stop_tx.send(true);
+    };
+    let timeout = Duration::from_secs_f64(cfg.http_timeout);
+    let grace = Duration::from_secs(2);
+    crate::http::serve(listener, state, tls, timeout, stop, grace).await;
+    watch_source.abort();
+    let _ = segmenter_task.await;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,239 @@
+//! Configuration: one struct that is both the clap command line and the serde TOML file.
+//!
+//! Precedence: built-in defaults < `--config FILE` < environment (`HLSD_*`) < command-line flags.
+//! TOML keys are the long flag names (`segment-duration = 1.0`); unknown keys are rejected.
+
+use crate::source::SourceSpec;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Errors reading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("config file {path}: {err}")]
+    Parse { path: PathBuf, err: String },
+    #[error("invalid setting {key}: {msg}")]
+    Invalid { key: &'static str, msg: String },
+}
+
+/// hlsd: low-latency HLS (LL-HLS) origin for H.264 cameras.
+///
+/// With no arguments, serves the built-in test source on 0.0.0.0:8080 and prints the player URL.
+#[derive(Debug, Clone, Parser, Serialize, Deserialize)]
+#[command(name = "hlsd", version, about, long_about = None)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Config {
+    /// Where H.264 comes from: testsrc, stdin, file:PATH, exec:COMMAND or tcp://HOST:PORT.
+    #[arg(long, env = "HLSD_SOURCE", default_value = "testsrc")]
+    pub source: String,
+
+    /// Address to listen on for HTTP (HTTP/1.1 and HTTP/2 cleartext; HTTPS with --tls-cert).
+    #[arg(long, env = "HLSD_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Path prefix when served behind a reverse proxy (e.g. /cams/birdbox); requests must start
+    /// with it. Playlists use relative URIs, so a proxy that strips the prefix works too.
+    #[arg(long, env = "HLSD_BASE_PATH", default_value = "")]
+    pub base_path: String,
+
+    /// TOML configuration file; its keys are these long option names.
+    #[arg(long, env = "HLSD_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Segment target in seconds. Segments are cut at the first IDR at or after it, so the
+    /// encoder's keyframe interval should be a divisor of it (rpicam-vid --intra, ffmpeg -g).
+    #[arg(long, default_value_t = 1.0)]
+    pub segment_duration: f64,
+
+    /// Part target in seconds (rounded down to whole frames; at least one frame).
+    #[arg(long, default_value_t = 0.2)]
+    pub part_duration: f64,
+
+    /// Segments listed in the live playlist (at least 6).
+    #[arg(long, default_value_t = 10)]
+    pub window: usize,
+
+    /// Frame rate of the input when its SPS has no timing info (e.g. 25 for raspivid streams).
+    #[arg(long)]
+    pub framerate: Option<f64>,
+
+    /// Replay file sources as fast as possible instead of in real time.
+    #[arg(long)]
+    pub no_pace: bool,
+
+    /// Loop file sources.
+    #[arg(long = "loop")]
+    #[serde(rename = "loop")]
+    pub looped: bool,
+
+    /// Milliseconds of input silence after which a frame being read is taken as complete
+    /// (stdin/exec/tcp); 0 waits for the next frame's start code instead (one frame more delay).
+    #[arg(long, default_value_t = 3)]
+    pub idle_flush_ms: u64,
+
+    /// Seconds without data after which exec sources are restarted and tcp sources reconnected.
+    #[arg(long, default_value_t = 10.0)]
+    pub stall_timeout: f64,
+
+    /// Test source width.
+    #[arg(long, default_value_t = 1280)]
+    pub width: u32,
+    /// Test source height.
+    #[arg(long, default_value_t = 720)]
+    pub height: u32,
+    /// Test source frame rate.
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// Test source keyframe (IDR) interval in frames.
+    #[arg(long, default_value_t = 30)]
+    pub keyint: u32,
+    /// Test source bitrate in bits per second.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub bitrate: u32,
+
+    /// PEM certificate chain: serve HTTPS (HTTP/2 via ALPN) instead of cleartext.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Seconds an idle client connection is kept, and the limit for reading a request header.
+    #[arg(long, default_value_t = 30.0)]
+    pub http_timeout: f64,
+
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Segment an Annex-B H.264 file into a VOD HLS stream (OUTDIR/stream.m3u8), as fast as possible.
+    Segment {
+        /// Input .h264 file (Annex-B).
+        input: PathBuf,
+        /// Output directory (created if missing).
+        outdir: PathBuf,
+    },
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse_from(["hlsd"])
+    }
+}
+
+impl Config {
+    /// Parses the command line (exiting with clap's message on a usage error), merges the config
+    /// file, and validates.
+    pub fn load_from<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Config::command().get_matches_from(args);
+        let cli = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let Some(path) = cli.config.clone() else {
+            cli.validate()?;
+            return Ok(cli);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|err| ConfigError::Read { path: path.clone(), err })?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.clone(), err: e.to_string() })?;
+        let cli_table = toml::Table::try_from(&cli).map_err(|e| ConfigError::Parse { path: path.clone(), err: e.to_string() })?;
+        for id in matches.ids() {
+            let explicit = matches!(
+                matches.value_source(id.as_str()),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            );
+            let key = if id.as_str() == "looped" { "loop".to_string() } else { id.as_str().replace('_', "-") };
+            if explicit {
+                if let Some(v) = cli_table.get(&key) {
+                    table.insert(key, v.clone());
+                }
+            }
+        }
+        let mut cfg: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse { path: path.clone(), err: e.to_string() })?;
+        cfg.config = Some(path);
+        cfg.command = cli.command;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges and the source spec; messages say what to change.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, msg: String| Err(ConfigError::Invalid { key, msg });
+        if let Err(msg) = self.source.parse::<SourceSpec>() {
+            return bad("source", msg);
+        }
+        if !(0.5..=10.0).contains(&self.segment_duration) {
+            return bad("segment-duration", format!("{} s is outside 0.5..10", self.segment_duration));
+        }
+        if !(0.03..=2.0).contains(&self.part_duration) || self.part_duration > self.segment_duration / 2.0 {
+            return bad("part-duration", format!("{} s must be within 0.03..2 and at most half the segment duration", self.part_duration));
+        }
+        if self.window < 6 {
+            return bad("window", format!("{} segments: at least 6 are needed (Apple HLS authoring spec 8.11)", self.window));
+        }
+        if let Some(f) = self.framerate {
+            if !(1.0..=240.0).contains(&f) {
+                return bad("framerate", format!("{f} is outside 1..240"));
+            }
+        }
+        if self.width < 16 || self.height < 16 || self.width % 2 == 1 || self.height % 2 == 1 || self.width > 4096 || self.height > 2304 {
+            return bad("width/height", format!("{}x{} must be even and within 16x16..4096x2304", self.width, self.height));
+        }
+        if !(1..=120).contains(&self.fps) || self.keyint == 0 || self.bitrate < 10_000 {
+            return bad("fps/keyint/bitrate", format!("fps {} (1..120), keyint {} (>0), bitrate {} (>=10000)", self.fps, self.keyint, self.bitrate));
+        }
+        if !self.base_path.is_empty() && (!self.base_path.starts_with('/') || self.base_path.contains("..")) {
+            return bad("base-path", format!("'{}' must start with / (e.g. /cams/birdbox)", self.base_path));
+        }
+        if self.http_timeout <= 0.0 || self.stall_timeout <= 0.0 {
+            return bad("http-timeout/stall-timeout", "must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Base path without a trailing slash ("" for none).
+    pub fn base(&self) -> &str {
+        self.base_path.trim_end_matches('/')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_file_merge() {
+        let c = Config::load_from(["hlsd"]).unwrap();
+        assert_eq!(c.source, "testsrc");
+        assert_eq!(c.listen.port(), 8080);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hlsd.toml");
+        std::fs::write(&p, "source = \"file:/x.h264\"\nsegment-duration = 2.0\nloop = true\nwindow = 8\n").unwrap();
+        let c = Config::load_from(["hlsd", "--config", p.to_str().unwrap(), "--window", "7"]).unwrap();
+        assert_eq!(c.source, "file:/x.h264");
+        assert_eq!(c.segment_duration, 2.0);
+        assert!(c.looped);
+        assert_eq!(c.window, 7, "command line beats the file");
+        std::fs::write(&p, "segment_duraton = 2.0\n").unwrap();
+        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("unknown field") && e.contains("segment_duraton"), "{e}");
+        let e = Config::load_from(["hlsd", "--window", "3"]).unwrap_err().to_string();
+        assert!(e.contains("window"), "{e}");
+        let e = Config::load_from(["hlsd", "--source", "rtsp://x"]).unwrap_err().to_string();
+        assert!(e.contains("unknown source"), "{e}");
+    }
+}

@@ -1,0 +1,128 @@
+//! Typed routes and their cache policy. Only these paths are served; anything else is 404.
+//!
+//! Media object names carry the run id (`playlist::names`), so a name from an earlier run of the
+//! process is unknown (404) rather than a wrong object served from a stale cache.
+
+/// A request path, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// A player asset ("" is the page itself).
+    Asset(String),
+    Multivariant,
+    Media,
+    Init(u32),
+    Part(u64),
+    Segment(u64),
+    Snapshot,
+    Health,
+    Metrics,
+}
+
+impl Route {
+    /// Parses a path below the base path (starting with '/'). `run` is the current run id.
+    pub fn parse(path: &str, run: &str) -> Option<Route> {
+        let name = path.strip_prefix('/')?;
+        if name.contains('/') || name.contains("..") {
+            return None;
+        }
+        Some(match name {
+            "stream.m3u8" => Route::Multivariant,
+            "media.m3u8" => Route::Media,
+            "snapshot.jpg" => Route::Snapshot,
+            "healthz" => Route::Health,
+            "metrics" => Route::Metrics,
+            _ => {
+                if let Some(rest) = name.strip_prefix(run).and_then(|r| r.strip_prefix('-')) {
+                    return media(rest);
+                }
+                Route::Asset(name.to_string())
+            }
+        })
+    }
+
+    /// Label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Asset(_) => "asset",
+            Route::Multivariant => "multivariant",
+            Route::Media => "media",
+            Route::Init(_) => "init",
+            Route::Part(_) => "part",
+            Route::Segment(_) => "segment",
+            Route::Snapshot => "snapshot",
+            Route::Health => "healthz",
+            Route::Metrics => "metrics",
+        }
+    }
+}
+
+fn media(rest: &str) -> Option<Route> {
+    let num = |s: &str| -> Option<u64> {
+        if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    if let Some(n) = rest.strip_prefix('i').and_then(|r| r.strip_suffix(".mp4")) {
+        return num(n).and_then(|n| u32::try_from(n).ok()).map(Route::Init);
+    }
+    if let Some(n) = rest.strip_prefix('p').and_then(|r| r.strip_suffix(".m4s")) {
+        return num(n).map(Route::Part);
+    }
+    if let Some(n) = rest.strip_prefix('s').and_then(|r| r.strip_suffix(".m4s")) {
+        return num(n).map(Route::Segment);
+    }
+    None
+}
+
+/// Cache-Control values (ll-hls.md §2; T = target duration in seconds).
+pub mod cache {
+    /// Init, parts and segments never change under their (run-unique) names.
+    pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+    /// Errors are never cached.
+    pub const NO_STORE: &str = "no-store";
+
+    /// A blocking playlist response is keyed by its directives: cacheable for 6 T... but its
+    /// content is a moment of a live stream, so keep it brief at the edge.
+    pub fn blocking_playlist(t: u32) -> String {
+        format!("public, max-age={}", 6 * t)
+    }
+
+    /// A non-blocking playlist: at most half a target duration.
+    pub fn live_playlist(t: u32) -> String {
+        match t / 2 {
+            0 => "no-cache".to_string(),
+            s => format!("public, max-age={s}"),
+        }
+    }
+
+    /// A playlist with EXT-X-ENDLIST does not change any more.
+    pub const ENDED_PLAYLIST: &str = "public, max-age=60";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_only_known_routes() {
+        let r = "k3x";
+        assert_eq!(Route::parse("/", r), Some(Route::Asset(String::new())));
+        assert_eq!(Route::parse("/stream.m3u8", r), Some(Route::Multivariant));
+        assert_eq!(Route::parse("/media.m3u8", r), Some(Route::Media));
+        assert_eq!(Route::parse("/k3x-i0.mp4", r), Some(Route::Init(0)));
+        assert_eq!(Route::parse("/k3x-p123.m4s", r), Some(Route::Part(123)));
+        assert_eq!(Route::parse("/k3x-s9.m4s", r), Some(Route::Segment(9)));
+        assert_eq!(Route::parse("/k3x-s9.mp4", r), None);
+        assert_eq!(Route::parse("/k3x-p.m4s", r), None);
+        assert_eq!(Route::parse("/k3x-p+1.m4s", r), None);
+        assert_eq!(Route::parse("/k3x-p99999999999999999999999.m4s", r), None);
+        assert_eq!(Route::parse("/../etc/passwd", r), None);
+        assert_eq!(Route::parse("/a/b", r), None);
+        assert_eq!(Route::parse("x", r), None);
+        // Another run's object is just an unknown asset name (the asset lookup 404s it).
+        assert_eq!(Route::parse("/old-p1.m4s", r), Some(Route::Asset("old-p1.m4s".into())));
+        assert_eq!(cache::live_playlist(1), "no-cache");
+        assert_eq!(cache::live_playlist(4), "public, max-age=2");
+    }
+}

@@ -1,0 +1,27 @@
+//! hlsd: a low-latency HLS origin for H.264 cameras.
+//!
+//! Data flow (one stream per process):
+//!
+//! ```text
+//! source (testsrc | file | stdin | exec | tcp)      src/source/
+//!   └─ Annex-B push parser → access units            src/h264/
+//!       └─ SourceEvent channel (bounded)             src/media/
+//!           └─ Segmenter: CMAF parts & segments      src/hls/segmenter.rs, src/fmp4/
+//!               └─ Window: watch<Arc<Snapshot>>      src/hls/window.rs
+//!                   └─ HTTP: playlists (blocking     src/http/, src/hls/playlist.rs,
+//!                      reload), parts, segments         src/hls/blocking.rs
+//! ```
+//!
+//! `main.rs` only parses the configuration ([`config::Config`]) and calls [`app::run`] or, for
+//! `hlsd segment`, [`hls::vod::segment_file`].
+
+pub mod app;
+pub mod config;
+pub mod fmp4;
+pub mod h264;
+pub mod hls;
+pub mod http;
+pub mod media;
+pub mod metrics;
+pub mod snapshot;
+pub mod source;

@@ -1,0 +1,78 @@
+//! The `hlsd` binary: configuration, logging, and the run loop until Ctrl-C / SIGTERM.
+
+use hlsd::config::{Command, Config};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HLSD_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cfg = match Config::load_from(std::env::args_os()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hlsd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hlsd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cfg.command.clone() {
+        Some(Command::Segment { input, outdir }) => segment(&cfg, &input, &outdir),
+        None => rt.block_on(serve(cfg)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hlsd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e} (is another server using it? try --listen 0.0.0.0:8081)", cfg.listen))?;
+    hlsd::app::run(cfg, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn segment(cfg: &Config, input: &std::path::Path, outdir: &std::path::Path) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let frame_duration = cfg.framerate.map(hlsd::h264::frame_duration_for_fps);
+    let s = hlsd::hls::vod::segment_file(input, outdir, hlsd::app::segmenter_config(cfg), frame_duration)?;
+    eprintln!(
+        "hlsd: wrote {} segments ({} frames, {:.1} MB, TARGETDURATION {}) to {} in {:.2} s",
+        s.segments,
+        s.frames,
+        s.bytes as f64 / 1e6,
+        s.target_duration,
+        outdir.join("stream.m3u8").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! Timestamps for sources that carry none (stdin, exec, tcp): the arrival clock snapped to the
+//! nominal frame duration, re-anchored when it drifts by more than one frame.
+//!
+//! Frames arriving on time get `previous + nominal`, so encoder jitter never reaches the media
+//! timeline; a frame that arrives more than a frame early or late re-anchors the timeline to its
+//! arrival time, so media time (and with it EXT-X-PROGRAM-DATE-TIME, which is the arrival wall
+//! clock) stays true to capture time across dropped frames, stalls and clock-rate mismatches.
+
+use crate::media::TIMESCALE;
+use std::time::{Instant, SystemTime};
+
+/// Arrival-based frame stamper. See module docs.
+#[derive(Debug)]
+pub struct ArrivalClock {
+    nominal: u64,
+    origin: Option<(Instant, SystemTime)>,
+    last: Option<u64>,
+    /// Number of re-anchors so far (exported as a metric).
+    pub reanchors: u64,
+}
+
+impl ArrivalClock {
+    pub fn new(nominal_ticks: u32) -> Self {
+        ArrivalClock { nominal: nominal_ticks.max(1) as u64, origin: None, last: None, reanchors: 0 }
+    }
+
+    /// Changes the nominal frame duration (new SPS).
+    pub fn set_nominal(&mut self, nominal_ticks: u32) {
+        self.nominal = nominal_ticks.max(1) as u64;
+    }
+
+    /// Stamps a frame whose last byte arrived at `at`: returns (dts, capture wall-clock time).
+    pub fn stamp(&mut self, at: Instant) -> (u64, SystemTime) {
+        let (origin, wall) = *self.origin.get_or_insert((at, SystemTime::now()));
+        let since = at.saturating_duration_since(origin);
+        let arrival = (since.as_nanos() * TIMESCALE as u128 / 1_000_000_000) as u64;
+        let dts = match self.last {
+            None => arrival,
+            Some(last) => {
+                let expected = last + self.nominal;
+                if arrival.abs_diff(expected) > self.nominal {
+                    self.reanchors += 1;
+                    arrival.max(last + self.nominal / 2)
+                } else {
+                    expected
+                }
+            }
+        };
+        self.last = Some(dts);
+        (dts, wall + since)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn jitter_is_snapped_and_drift_reanchors() {
+        let mut c = ArrivalClock::new(3000); // 30 fps
+        let t0 = Instant::now();
+        let ms = |m: u64| t0 + Duration::from_millis(m);
+        assert_eq!(c.stamp(ms(0)).0, 0);
+        assert_eq!(c.stamp(ms(40)).0, 3000); // 7 ms late: snapped
+        assert_eq!(c.stamp(ms(60)).0, 6000); // 7 ms early: snapped
+        assert_eq!(c.reanchors, 0);
+        // A 200 ms stall: re-anchored to arrival.
+        let (dts, _) = c.stamp(ms(300));
+        assert_eq!(dts, 27000);
+        assert_eq!(c.reanchors, 1);
+        assert_eq!(c.stamp(ms(333)).0, 30000);
+        // A burst (frames queued upstream): never goes backwards, at least half a frame apart.
+        let (d1, _) = c.stamp(ms(334));
+        let (d2, _) = c.stamp(ms(335));
+        assert!(d1 > 30000 && d2 > d1);
+    }
+}

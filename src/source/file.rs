@@ -1,0 +1,73 @@
+//! `file:PATH`: an Annex-B file replayed as a live stream.
+//!
+//! Frames are stamped on the nominal frame grid (SPS VUI or `--framerate`) and, unless
+//! `--no-pace`, released no earlier than their media time after the start, so the file plays in
+//! real time. With `--loop` the file restarts at its end and the timeline simply continues
+//! (every loop starts with the file's first IDR).
+
+use super::{SourceConfig, SourceError};
+use crate::h264::{AuParser, ParsedItem};
+use crate::media::{Frame, SourceEvent, TIMESCALE};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+pub async fn run(
+    path: &Path,
+    cfg: &SourceConfig,
+    frame_duration: Option<u32>,
+    tx: mpsc::Sender<SourceEvent>,
+) -> Result<(), SourceError> {
+    let name = format!("file:{}", path.display());
+    let io = |err| SourceError::Io { source_name: name.clone(), err };
+    let start = Instant::now();
+    let wall = SystemTime::now();
+    let mut dts = 0u64;
+    let mut nominal = 3000u64;
+    let mut frames = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+        let mut parser = AuParser::new(frame_duration);
+        let frames_before = frames;
+        loop {
+            let n = file.read(&mut buf).await.map_err(io)?;
+            let res = if n == 0 { parser.flush() } else { parser.push(&buf[..n]) };
+            res.map_err(|err| SourceError::H264 { source_name: name.clone(), err })?;
+            while let Some(item) = parser.next_item() {
+                let ev = match item {
+                    ParsedItem::Format(info) => {
+                        nominal = info.frame_duration as u64;
+                        SourceEvent::Format(info)
+                    }
+                    ParsedItem::Au { data, idr } => {
+                        let offset = Duration::from_nanos(dts * 1_000_000_000 / TIMESCALE as u64);
+                        if cfg.pace {
+                            tokio::time::sleep_until((start + offset).into()).await;
+                        }
+                        let f = Frame { dts, capture: wall + offset, data, idr, arrived: Instant::now() };
+                        dts += nominal;
+                        frames += 1;
+                        SourceEvent::Frame(f)
+                    }
+                };
+                if tx.send(ev).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        if frames == frames_before {
+            return Err(SourceError::Empty { source_name: name });
+        }
+        if !cfg.looped {
+            tracing::info!(source = %name, frames, "file ended");
+            let _ = tx.send(SourceEvent::End).await;
+            return Ok(());
+        }
+        tracing::debug!(source = %name, frames, "looping");
+    }
+}
