@@ -29,6 +29,7 @@
 //   framesDropped, stalls (count of playback interruptions after the first frame),
 //   stallLog     [{time, reason, currentTime}] of the last 20 stalls,
 //   errors       [{time, type, details, fatal}] from hls.js (last 100), reloads (player rebuilds),
+//   startupMs    from (re)loading the stream to the first advancing frame,
 //   message      the text shown to the viewer, or null
 (function () {
   'use strict';
@@ -44,6 +45,8 @@
   /** Retry delays after failures; the last repeats. Reset after 10 s of good playback. */
   var BACKOFF_MS = [1000, 2000, 4000, 8000, 10000];
   var BACKOFF_RESET_MS = 10000;
+  /** A larger playhead step between two ticks is a seek, not playback. */
+  var MAX_PLAY_STEP_S = 1;
   /** Behind the target latency by more than this: offer "go live". */
   var BEHIND_LIVE_MARGIN_MS = 1500;
   /** Window over which the bitrate is measured. */
@@ -99,14 +102,15 @@
     stallLog: [],
     errors: [],
     reloads: 0,
+    startupMs: null,
     message: null,
   };
   window.hlsdStats = stats;
 
-  // Player state (one instance at a time; rebuilt by restart()).
+  // Player state (one hls.js instance or native source at a time; rebuilt by start()).
   var engine = null; // 'hls.js' | 'native'
   var hls = null;
-  var fatalState = null; // 'unsupported' once we know this browser cannot play the stream
+  var fatalState = null; // 'unsupported' or 'error': nothing more to try
   var startedAt = 0;
   var teardownAt = -Infinity;
   var restartTimer = null;
@@ -356,9 +360,9 @@
 
   function bindVideoEvents() {
     video.addEventListener('playing', function () {
-      hasPlayed = true;
+      // Playback starts counting at the first advancing frame (tick), not here: a playhead
+      // parked just before the first buffered frame fires 'playing' then 'waiting' at once.
       lastProgressAt = now();
-      inStall = false;
     });
     video.addEventListener('play', function () {
       userPaused = false;
@@ -398,8 +402,12 @@
     var t = now();
     var wantPlay = !userPaused && !needsGesture;
 
-    if (video.currentTime !== lastTime) {
-      if (video.currentTime > lastTime && !video.paused) {
+    var step = video.currentTime - lastTime;
+    if (step !== 0) {
+      // Playing moves the playhead by about TICK_MS times the rate; seeks jump or go back.
+      if (step > 0 && step < MAX_PLAY_STEP_S && lastTime >= 0 && !video.paused && !video.seeking) {
+        if (!hasPlayed) stats.startupMs = Math.round(t - startedAt);
+        hasPlayed = true;
         lastProgressAt = t;
         inStall = false;
       }
@@ -421,7 +429,7 @@
       goodSince = 0;
     }
 
-    measure(playing);
+    measure();
     stats.state = restartTimer && !offlineReason ? 'error'
       : offlineReason && !playing ? 'offline'
       : playing ? 'playing'
@@ -431,7 +439,7 @@
     render();
   }
 
-  function measure(playing) {
+  function measure() {
     var t = now();
     var date = null;
     if (engine === 'hls.js' && hls) {
@@ -461,7 +469,6 @@
       seconds += l.seconds;
     });
     stats.bitrateKbps = seconds > 0 ? Math.round((bytes * 8) / seconds / 1000) : null;
-    void playing;
   }
 
   function render() {
@@ -496,8 +503,6 @@
         : 'Stream offline. Waiting for it to come back\u2026');
     } else if (s.state === 'error') {
       showMessage('Playback interrupted. Reconnecting\u2026');
-    } else if (needsGesture) {
-      showMessage(null);
     } else {
       showMessage(null);
     }

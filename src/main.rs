@@ -6,7 +6,10 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HLSD_LOG").unwrap_or_else(|_| "info".into()),
+            // h264-reader logs every byte it skips in garbage input at error level: keep it quiet.
+            tracing_subscriber::EnvFilter::try_from_env("HLSD_LOG")
+                .unwrap_or_else(|_| "info".into())
+                .add_directive("h264_reader=off".parse().expect("static directive")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -210,3 +210,7 @@ impl AuParser {
         self.out.push_back(ParsedItem::Au { data, idr });
     }
 }
+
+#[cfg(test)]
+#[path = "parser_tests.rs"]
+mod tests;

@@ -307,4 +307,4 @@ pub fn ticks(secs: f64) -> u64 {
 
 #[cfg(test)]
 #[path = "segmenter_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -17,12 +17,12 @@ use std::time::{Duration, Instant, SystemTime};
 /// Errors of the offline segmenter; each names the file involved.
 #[derive(Debug, thiserror::Error)]
 pub enum VodError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {source}")]
-    H264 { path: PathBuf, source: H264Error },
+    #[error("cannot read {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("cannot write {path}: {err}")]
+    Write { path: PathBuf, err: std::io::Error },
+    #[error("{path}: {err}")]
+    H264 { path: PathBuf, err: H264Error },
     #[error("{path}: no H.264 pictures found (is it an Annex-B .h264 file?)")]
     Empty { path: PathBuf },
     #[error("muxing failed: {0}")]
@@ -58,8 +58,8 @@ pub fn segment_file(
     cfg: SegmenterConfig,
     frame_duration: Option<u32>,
 ) -> Result<VodSummary, VodError> {
-    let rerr = |source| VodError::Read { path: input.to_owned(), source };
-    let werr = |path: &Path, source| VodError::Write { path: path.to_owned(), source };
+    let rerr = |err| VodError::Read { path: input.to_owned(), err };
+    let werr = |path: &Path, err| VodError::Write { path: path.to_owned(), err };
     std::fs::create_dir_all(outdir).map_err(|e| werr(outdir, e))?;
     let mut file = std::fs::File::open(input).map_err(rerr)?;
     let mut parser = AuParser::new(frame_duration);
@@ -88,7 +88,7 @@ pub fn segment_file(
             read_total += n as u64;
             parser.push(&buf[..n])
         };
-        res.map_err(|source| VodError::H264 { path: input.to_owned(), source })?;
+        res.map_err(|err| VodError::H264 { path: input.to_owned(), err })?;
         while let Some(item) = parser.next_item() {
             let ev = match item {
                 ParsedItem::Format(info) => {

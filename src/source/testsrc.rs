@@ -1,6 +1,6 @@
 //! Built-in test source: a synthetic camera that needs no external input.
 //!
-//! A dedicated OS thread paints a moving test pattern with a large UTC clock (see [`draw`]),
+//! A dedicated OS thread paints a moving test pattern with a large UTC clock (see `testsrc/draw.rs`),
 //! encodes it with OpenH264 and sends [`SourceEvent`]s to the segmenter in real time: one
 //! `Format` before the first frame (again only if the encoder's SPS/PPS ever change), then one
 //! `Frame` per picture. Frame `n` has `dts = round(n * 90000 / fps)` and is released no earlier
@@ -16,8 +16,8 @@ mod draw;
 use crate::media::{Frame, SourceEvent, TrackInfo, TIMESCALE};
 use bytes::Bytes;
 use openh264::encoder::{
-    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, RateControlMode, UsageType,
-    VuiConfig,
+    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, IntraFramePeriod, RateControlMode,
+    UsageType, VuiConfig,
 };
 use openh264::formats::YUVSlices;
 use openh264::{OpenH264API, Timestamp};
@@ -30,10 +30,15 @@ use tokio::sync::mpsc::Sender;
 /// Test source settings.
 #[derive(Debug, Clone)]
 pub struct TestsrcConfig {
+    /// Picture width in pixels: even, 16..=3840.
     pub width: u32,
+    /// Picture height in pixels: even, 16..=2160 (or up to 3840 in portrait).
     pub height: u32,
+    /// Frames per second, 1..=120; frame durations are rounded to whole 90 kHz ticks.
     pub fps: u32,
+    /// Distance between IDR frames; every IDR starts a possible segment.
     pub idr_interval_frames: u32,
+    /// Encoder target bitrate (the simple pattern usually needs less).
     pub bitrate_bps: u32,
 }
 
@@ -70,7 +75,8 @@ pub enum TestsrcError {
 /// (blocking_send fails) or `stop` becomes true.
 ///
 /// The first frame is encoded before this returns, so encoder and SPS problems are reported here;
-/// that takes a few milliseconds of the caller's thread.
+/// that takes a few milliseconds of the caller's thread. `stop` is checked once per frame; a
+/// `blocking_send` waiting on a full channel is only ended by the receiver draining or closing.
 pub fn spawn(
     cfg: TestsrcConfig,
     tx: Sender<SourceEvent>,
@@ -79,7 +85,10 @@ pub fn spawn(
     let mut gen = Generator::new(cfg.clone())?;
     let start = Instant::now();
     let first = gen.next(SystemTime::now())?;
-    let info = first.format.as_ref().ok_or(TestsrcError::MissingParameterSets)?;
+    let info = first
+        .format
+        .as_ref()
+        .ok_or(TestsrcError::MissingParameterSets)?;
     tracing::info!(
         width = cfg.width,
         height = cfg.height,
@@ -96,7 +105,13 @@ pub fn spawn(
 }
 
 /// The paced loop: sends `first` (frame 0, encoded at `start`), then one frame per 1/fps.
-fn run(mut gen: Generator, first: Encoded, mut start: Instant, tx: &Sender<SourceEvent>, stop: &AtomicBool) {
+fn run(
+    mut gen: Generator,
+    first: Encoded,
+    mut start: Instant,
+    tx: &Sender<SourceEvent>,
+    stop: &AtomicBool,
+) {
     let fps = u64::from(gen.cfg.fps);
     let frame_time = Duration::from_nanos(1_000_000_000 / fps);
     let mut encoded = first;
@@ -118,8 +133,15 @@ fn run(mut gen: Generator, first: Encoded, mut start: Instant, tx: &Sender<Sourc
         } else {
             let lag = now - deadline;
             let rebase = lag > Duration::from_secs(1);
-            if lag > 2 * frame_time && last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
-                tracing::warn!(frame = n, lag_ms = lag.as_millis() as u64, rebase, "test source is behind real time");
+            if lag > 2 * frame_time
+                && last_warn.is_none_or(|t| t.elapsed() > Duration::from_secs(5))
+            {
+                tracing::warn!(
+                    frame = n,
+                    lag_ms = lag.as_millis() as u64,
+                    rebase,
+                    "test source is behind real time (slow encoder or full channel)"
+                );
                 last_warn = Some(now);
             }
             if rebase {
@@ -201,7 +223,11 @@ impl Generator {
         self.n += 1;
         self.picture.paint(n, self.cfg.fps, capture);
         let (w, h) = (self.cfg.width as usize, self.cfg.height as usize);
-        let yuv = YUVSlices::new((&self.picture.y, &self.picture.u, &self.picture.v), (w, h), (w, w / 2, w / 2));
+        let yuv = YUVSlices::new(
+            (&self.picture.y, &self.picture.u, &self.picture.v),
+            (w, h),
+            (w, w / 2, w / 2),
+        );
         if n % u64::from(self.cfg.idr_interval_frames) == 0 {
             self.encoder.force_intra_frame();
         }
@@ -213,7 +239,10 @@ impl Generator {
         let mut data = Vec::with_capacity(self.last_len + self.last_len / 4 + 64);
         let (mut sps, mut pps, mut idr) = (None, None, false);
         for layer in (0..stream.num_layers()).filter_map(|i| stream.layer(i)) {
-            for nal in (0..layer.nal_count()).filter_map(|i| layer.nal_unit(i)).map(strip_start_code) {
+            for nal in (0..layer.nal_count())
+                .filter_map(|i| layer.nal_unit(i))
+                .map(strip_start_code)
+            {
                 match nal.first().map(|b| b & 0x1f) {
                     Some(t @ (1 | 5)) => {
                         idr |= t == 5;
@@ -229,7 +258,11 @@ impl Generator {
         }
         let mut format = None;
         if let (Some(sps), Some(pps)) = (sps, pps) {
-            if self.track.as_ref().is_none_or(|t| t.sps != sps || t.pps != pps) {
+            if self
+                .track
+                .as_ref()
+                .is_none_or(|t| t.sps != sps || t.pps != pps)
+            {
                 let info = track_info(&sps, &pps, self.frame_duration)?;
                 self.track = Some(info.clone());
                 format = Some(info);
@@ -239,8 +272,14 @@ impl Generator {
             return Err(TestsrcError::MissingParameterSets);
         }
         if data.is_empty() {
-            tracing::warn!(frame = n, "OpenH264 skipped a picture; its timestamp stays empty");
-            return Ok(Encoded { format, frame: None });
+            tracing::warn!(
+                frame = n,
+                "OpenH264 skipped a picture; its timestamp stays empty"
+            );
+            return Ok(Encoded {
+                format,
+                frame: None,
+            });
         }
         self.last_len = data.len();
         let frame = Frame {
@@ -250,14 +289,20 @@ impl Generator {
             idr,
             arrived: Instant::now(),
         };
-        Ok(Encoded { format, frame: Some(frame) })
+        Ok(Encoded {
+            format,
+            frame: Some(frame),
+        })
     }
 }
 
 fn validate(cfg: &TestsrcConfig) -> Result<(), TestsrcError> {
     let (w, h) = (cfg.width, cfg.height);
     if w % 2 != 0 || h % 2 != 0 || w.min(h) < 16 || w.max(h) > 3840 || w.min(h) > 2160 {
-        return Err(TestsrcError::Size { width: w, height: h });
+        return Err(TestsrcError::Size {
+            width: w,
+            height: h,
+        });
     }
     if !(1..=120).contains(&cfg.fps) {
         return Err(TestsrcError::Fps(cfg.fps));
@@ -293,12 +338,16 @@ fn track_info(sps: &[u8], pps: &[u8], frame_duration: u32) -> Result<TrackInfo, 
     use h264_reader::nal::sps::SeqParameterSet;
     use h264_reader::rbsp::{decode_nal, BitReader};
     if sps.first().map(|b| b & 0x1f) != Some(7) || pps.first().map(|b| b & 0x1f) != Some(8) {
-        return Err(TestsrcError::BadSps("parameter set NAL unit types are not 7 (SPS) and 8 (PPS)".into()));
+        return Err(TestsrcError::BadSps(
+            "parameter set NAL unit types are not 7 (SPS) and 8 (PPS)".into(),
+        ));
     }
     let rbsp = decode_nal(sps).map_err(|e| TestsrcError::BadSps(e.to_string()))?;
     let parsed = SeqParameterSet::from_bits(BitReader::new(&rbsp[..]))
         .map_err(|e| TestsrcError::BadSps(format!("{e:?}")))?;
-    let (width, height) = parsed.pixel_dimensions().map_err(|e| TestsrcError::BadSps(format!("{e:?}")))?;
+    let (width, height) = parsed
+        .pixel_dimensions()
+        .map_err(|e| TestsrcError::BadSps(format!("{e:?}")))?;
     Ok(TrackInfo {
         sps: Bytes::copy_from_slice(sps),
         pps: Bytes::copy_from_slice(pps),
@@ -316,7 +365,13 @@ mod tests {
     use super::*;
 
     fn cfg(width: u32, height: u32) -> TestsrcConfig {
-        TestsrcConfig { width, height, fps: 30, idr_interval_frames: 30, bitrate_bps: 500_000 }
+        TestsrcConfig {
+            width,
+            height,
+            fps: 30,
+            idr_interval_frames: 30,
+            bitrate_bps: 500_000,
+        }
     }
 
     /// Splits AVCC data into NAL units, panicking if the length prefixes don't add up.
@@ -345,8 +400,15 @@ mod tests {
         assert_eq!(formats.len(), 1, "Format once, with the first frame");
         let (at, info) = &formats[0];
         assert_eq!(*at, 0);
-        assert_eq!((info.width, info.height, info.frame_duration), (176, 100, 3000));
-        assert!(info.codec_string().starts_with("avc1."), "{}", info.codec_string());
+        assert_eq!(
+            (info.width, info.height, info.frame_duration),
+            (176, 100, 3000)
+        );
+        assert!(
+            info.codec_string().starts_with("avc1."),
+            "{}",
+            info.codec_string()
+        );
         for (i, f) in frames.iter().enumerate() {
             assert_eq!(f.dts, i as u64 * 3000);
             assert_eq!(f.idr, i % 30 == 0, "frame {i}");
@@ -372,11 +434,27 @@ mod tests {
     #[test]
     fn rejects_bad_config() {
         let bad = [
-            TestsrcConfig { width: 175, ..cfg(176, 100) },
-            TestsrcConfig { width: 4096, height: 2160, ..cfg(0, 0) },
-            TestsrcConfig { fps: 0, ..cfg(176, 100) },
-            TestsrcConfig { idr_interval_frames: 0, ..cfg(176, 100) },
-            TestsrcConfig { bitrate_bps: 0, ..cfg(176, 100) },
+            TestsrcConfig {
+                width: 175,
+                ..cfg(176, 100)
+            },
+            TestsrcConfig {
+                width: 4096,
+                height: 2160,
+                ..cfg(0, 0)
+            },
+            TestsrcConfig {
+                fps: 0,
+                ..cfg(176, 100)
+            },
+            TestsrcConfig {
+                idr_interval_frames: 0,
+                ..cfg(176, 100)
+            },
+            TestsrcConfig {
+                bitrate_bps: 0,
+                ..cfg(176, 100)
+            },
         ];
         for c in bad {
             assert!(Generator::new(c.clone()).is_err(), "{c:?} accepted");
@@ -397,7 +475,11 @@ mod tests {
             }
         }
         // Frame 3 is released no earlier than 3/30 s after start (start precedes t0).
-        assert!(t0.elapsed() >= Duration::from_millis(90), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() >= Duration::from_millis(90),
+            "{:?}",
+            t0.elapsed()
+        );
         drop(rx);
         handle.join().unwrap();
     }
@@ -416,15 +498,18 @@ mod tests {
     #[test]
     #[ignore]
     fn encode_cost_720p() {
-        let mut gen = Generator::new(TestsrcConfig { bitrate_bps: 2_000_000, ..cfg(1280, 720) }).unwrap();
+        let mut gen = Generator::new(TestsrcConfig {
+            bitrate_bps: 2_000_000,
+            ..cfg(1280, 720)
+        })
+        .unwrap();
         let mut times = Vec::new();
         let mut bytes = 0;
-        for i in 0..300 {
+        for _ in 0..300 {
             let began = Instant::now();
             let e = gen.next(SystemTime::now()).unwrap();
             times.push(began.elapsed());
             bytes += e.frame.map_or(0, |f| f.data.len());
-            let _ = i;
         }
         times.sort();
         println!(

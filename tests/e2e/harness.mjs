@@ -3,14 +3,14 @@
 // sample the player's window.hlsdStats, and clean every process up again.
 //
 // Environment:
-//   HLSD_BIN       hlsd binary (default target/release/hlsd, else target/debug/hlsd)
+//   HLSD_BIN       hlsd binary (default: the newer of target/release/hlsd and target/debug/hlsd)
 //   HLSD_FIXTURES  directory of the camera captures (default ../shared/fixtures from the repo root)
 //   CHROMIUM       browser binary (default /usr/bin/chromium)
 //   E2E_ARTIFACTS  where screenshots go (default target/e2e-artifacts)
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -40,13 +40,15 @@ const STARTUP_TIMEOUT_MS = 30_000;
 /** How long a stopped process may take to exit after SIGTERM before it gets SIGKILL. */
 const STOP_TIMEOUT_MS = 10_000;
 
+/** HLSD_BIN, else the newer of target/release/hlsd and target/debug/hlsd. */
 export function hlsdBin() {
   if (process.env.HLSD_BIN) return path.resolve(process.env.HLSD_BIN);
-  for (const profile of ['release', 'debug']) {
-    const bin = path.join(REPO, 'target', profile, 'hlsd');
-    if (existsSync(bin)) return bin;
-  }
-  throw new Error('no hlsd binary: run `cargo build --release` or set HLSD_BIN');
+  const built = ['release', 'debug']
+    .map((profile) => path.join(REPO, 'target', profile, 'hlsd'))
+    .filter((bin) => existsSync(bin))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  if (!built.length) throw new Error('no hlsd binary: run `cargo build --release` or set HLSD_BIN');
+  return built[0];
 }
 
 export function fixturesDir() {
@@ -161,9 +163,7 @@ export function processGroup(pgid) {
  */
 export async function startHlsd(args) {
   const bin = hlsdBin();
-  const proc = startProcess('hlsd', bin, ['--listen', '127.0.0.1:0', ...args], {
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' },
-  });
+  const proc = startProcess('hlsd', bin, ['--listen', '127.0.0.1:0', ...args]);
   let onLine;
   let timer;
   try {

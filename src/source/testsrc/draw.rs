@@ -1,6 +1,6 @@
 //! Test-pattern painter for [`super`]: builds the I420 planes the encoder reads.
 //!
-//! The picture is scrolling colour bars over a static luma ramp, a bouncing white box, and a black
+//! The picture is scrolling colour bars over a static luma ramp, a bouncing red box, and a black
 //! panel with a large UTC clock (`HH:MM:SS.mmm`, the frame's capture time) above the frame number.
 //! Everything is drawn with a 5x7 bitmap font scaled up by an integer factor, so a viewer can read
 //! glass-to-glass latency off the screen. The planes are allocated once and repainted in place.
@@ -18,6 +18,8 @@ const BARS: [(u8, u8, u8); 7] = [
     (28, 212, 120),
 ];
 const BLACK: (u8, u8, u8) = (16, 128, 128);
+/// 100 % red, visible on every shade of the luma ramp.
+const RED: (u8, u8, u8) = (63, 102, 240);
 const WHITE: u8 = 235;
 
 /// 5x7 glyphs, one byte per row, bit 4 is the leftmost column. Order: `0`-`9`, `:`, `.`.
@@ -72,8 +74,18 @@ impl Picture {
             let half = plane.len() / 2;
             plane.copy_within(..half, half);
         }
-        let ramp = (0..width).map(|x| (16 + x * 219 / width.max(1)) as u8).collect();
-        Self { width, height, y: vec![0; width * height], u: vec![128; cw * ch], v: vec![128; cw * ch], bars, ramp }
+        let ramp = (0..width)
+            .map(|x| (16 + x * 219 / width.max(1)) as u8)
+            .collect();
+        Self {
+            width,
+            height,
+            y: vec![0; width * height],
+            u: vec![128; cw * ch],
+            v: vec![128; cw * ch],
+            bars,
+            ramp,
+        }
     }
 
     /// Paints frame `n` of a `fps` stream whose picture was taken at `capture`.
@@ -82,7 +94,7 @@ impl Picture {
         let bars_h = (h * 2 / 3) & !1;
         // Bars scroll left by one full width every 4 seconds; keep the offset even for chroma.
         let step = ((w / (4 * fps as usize)).max(1) + 1) & !1;
-        let off = (n as usize * step) % w & !1;
+        let off = (((n % w as u64) as usize * step) % w) & !1;
         for row in 0..h {
             let dst = &mut self.y[row * w..(row + 1) * w];
             if row < bars_h {
@@ -93,7 +105,10 @@ impl Picture {
         }
         let cw = w / 2;
         for row in 0..h / 2 {
-            let (u, v) = (&mut self.u[row * cw..(row + 1) * cw], &mut self.v[row * cw..(row + 1) * cw]);
+            let (u, v) = (
+                &mut self.u[row * cw..(row + 1) * cw],
+                &mut self.v[row * cw..(row + 1) * cw],
+            );
             if row * 2 < bars_h {
                 u.copy_from_slice(&self.bars[1][off / 2..off / 2 + cw]);
                 v.copy_from_slice(&self.bars[2][off / 2..off / 2 + cw]);
@@ -103,13 +118,14 @@ impl Picture {
             }
         }
 
-        // A box bouncing left and right across the ramp, one width every 2 seconds.
+        // A red box bouncing left and right across the ramp, one width every 2 seconds.
         let side = ((h - bars_h) / 2).min(h / 8).max(2) & !1;
         let travel = w.saturating_sub(side).max(1);
-        let pos = (n as usize * (w / (2 * fps as usize)).max(1)) % (2 * travel);
+        let pos =
+            ((n % (2 * travel) as u64) as usize * (w / (2 * fps as usize)).max(1)) % (2 * travel);
         let bx = if pos < travel { pos } else { 2 * travel - pos };
         let by = bars_h + (h - bars_h - side) / 2;
-        self.fill_rect(bx, by, side, side, (WHITE, 128, 128));
+        self.fill_rect(bx, by, side, side, RED);
 
         // Black panel with the clock (scale s) above the frame number (scale s/2).
         let s = (h / 8 / CELL_H).min(w / (CLOCK_LEN * CELL_W + 2)).max(1);
@@ -166,11 +182,28 @@ impl Picture {
 
 /// `HH:MM:SS.mmm` (UTC) as glyph indices.
 fn clock_text(t: SystemTime) -> [u8; CLOCK_LEN] {
-    let ms = t.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0) % 86_400_000;
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+        % 86_400_000;
     let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
     let d = |v: u128, p: u32| (v / 10u128.pow(p) % 10) as u8;
     let (colon, dot) = (10, 11);
-    [d(h, 1), d(h, 0), colon, d(m, 1), d(m, 0), colon, d(s, 1), d(s, 0), dot, d(milli, 2), d(milli, 1), d(milli, 0)]
+    [
+        d(h, 1),
+        d(h, 0),
+        colon,
+        d(m, 1),
+        d(m, 0),
+        colon,
+        d(s, 1),
+        d(s, 0),
+        dot,
+        d(milli, 2),
+        d(milli, 1),
+        d(milli, 0),
+    ]
 }
 
 /// The frame number modulo 10^8, zero-padded, as glyph indices.
@@ -190,14 +223,21 @@ mod tests {
     #[test]
     fn clock_text_is_utc_time_of_day() {
         // 1970-01-02 13:04:05.678 UTC
-        let t = UNIX_EPOCH + Duration::from_millis(86_400_000 + 13 * 3_600_000 + 4 * 60_000 + 5_678);
+        let t =
+            UNIX_EPOCH + Duration::from_millis(86_400_000 + 13 * 3_600_000 + 4 * 60_000 + 5_678);
         assert_eq!(clock_text(t), [1, 3, 10, 0, 4, 10, 0, 5, 11, 6, 7, 8]);
         assert_eq!(frame_text(1234), [0, 0, 0, 0, 1, 2, 3, 4]);
     }
 
     #[test]
     fn paints_any_valid_size_without_panicking() {
-        for (w, h) in [(16, 16), (176, 100), (1280, 720), (3840, 2160), (2160, 3840)] {
+        for (w, h) in [
+            (16, 16),
+            (176, 100),
+            (1280, 720),
+            (3840, 2160),
+            (2160, 3840),
+        ] {
             let mut p = Picture::new(w, h);
             for n in [0, 1, 59, 1_000_000] {
                 p.paint(n, 30, SystemTime::now());
