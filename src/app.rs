@@ -40,7 +40,7 @@ pub fn source_config(cfg: &Config) -> SourceConfig {
         framerate: cfg.framerate,
         pace: !cfg.no_pace,
         looped: cfg.looped,
-        idle_flush: Duration::from_millis(if cfg.idle_flush_ms == 0 { 86_400_000 } else { cfg.idle_flush_ms }),
+        idle_flush: (cfg.idle_flush_ms > 0).then(|| Duration::from_millis(cfg.idle_flush_ms)),
         stall_timeout: Duration::from_secs_f64(cfg.stall_timeout),
         testsrc: source::testsrc::TestsrcConfig {
             width: cfg.width,

@@ -61,9 +61,7 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
         }
     }
     let path = req.uri().path();
-    let Some(rest) = strip_base(path, &state.base) else {
-        return ("unknown", not_found(path));
-    };
+    let rest = strip_base(path, &state.base);
     let run = state.snapshots.borrow().run_id.clone();
     let Some(route) = Route::parse(rest, &run) else {
         return ("unknown", not_found(path));
@@ -107,17 +105,16 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
     (route.label(), resp)
 }
 
-fn strip_base<'a>(path: &'a str, base: &str) -> Option<&'a str> {
+/// Removes the base path if the request carries it (a proxy that keeps the prefix); requests
+/// without it are served as they are (a proxy that strips it).
+fn strip_base<'a>(path: &'a str, base: &str) -> &'a str {
     if base.is_empty() {
-        return Some(path);
+        return path;
     }
-    let rest = path.strip_prefix(base)?;
-    if rest.is_empty() {
-        Some("/")
-    } else if rest.starts_with('/') {
-        Some(rest)
-    } else {
-        None
+    match path.strip_prefix(base) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
     }
 }
 

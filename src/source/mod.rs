@@ -91,8 +91,9 @@ pub struct SourceConfig {
     pub pace: bool,
     /// Loop files.
     pub looped: bool,
-    /// Input idle time after which the pending access unit is taken as complete.
-    pub idle_flush: Duration,
+    /// Input idle time after which the pending access unit is taken as complete (`None`: only
+    /// the next start code completes it).
+    pub idle_flush: Option<Duration>,
     /// Restart/reconnect after this long without data from exec/tcp.
     pub stall_timeout: Duration,
     pub testsrc: testsrc::TestsrcConfig,

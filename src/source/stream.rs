@@ -40,7 +40,10 @@ async fn pump<R: AsyncRead + Unpin>(
     let mut unflushed = false;
     let mut last_read = Instant::now();
     loop {
-        let wait = if unflushed { cfg.idle_flush } else { cfg.stall_timeout };
+        let wait = match (unflushed, cfg.idle_flush) {
+            (true, Some(idle)) => idle,
+            _ => cfg.stall_timeout,
+        };
         let res = tokio::time::timeout(wait, reader.read(&mut buf)).await;
         let step = match res {
             Ok(Ok(0)) => {
@@ -59,7 +62,7 @@ async fn pump<R: AsyncRead + Unpin>(
                 parser.push(&buf[..n])
             }
             Ok(Err(e)) => return Ended::Io(e),
-            Err(_) if unflushed => {
+            Err(_) if unflushed && cfg.idle_flush.is_some() => {
                 unflushed = false;
                 parser.flush()
             }

@@ -333,31 +333,8 @@ fn strip_start_code(nal: &[u8]) -> &[u8] {
 }
 
 /// Builds the track description from an SPS and a PPS (NAL units without start code).
-// TODO(lead): replace with the shared helper in `crate::h264`.
 fn track_info(sps: &[u8], pps: &[u8], frame_duration: u32) -> Result<TrackInfo, TestsrcError> {
-    use h264_reader::nal::sps::SeqParameterSet;
-    use h264_reader::rbsp::{decode_nal, BitReader};
-    if sps.first().map(|b| b & 0x1f) != Some(7) || pps.first().map(|b| b & 0x1f) != Some(8) {
-        return Err(TestsrcError::BadSps(
-            "parameter set NAL unit types are not 7 (SPS) and 8 (PPS)".into(),
-        ));
-    }
-    let rbsp = decode_nal(sps).map_err(|e| TestsrcError::BadSps(e.to_string()))?;
-    let parsed = SeqParameterSet::from_bits(BitReader::new(&rbsp[..]))
-        .map_err(|e| TestsrcError::BadSps(format!("{e:?}")))?;
-    let (width, height) = parsed
-        .pixel_dimensions()
-        .map_err(|e| TestsrcError::BadSps(format!("{e:?}")))?;
-    Ok(TrackInfo {
-        sps: Bytes::copy_from_slice(sps),
-        pps: Bytes::copy_from_slice(pps),
-        width,
-        height,
-        profile_idc: parsed.profile_idc.into(),
-        constraint_flags: parsed.constraint_flags.into(),
-        level_idc: parsed.level_idc,
-        frame_duration,
-    })
+    crate::h264::track_info(sps, pps, Some(frame_duration)).map_err(|e| TestsrcError::BadSps(e.to_string()))
 }
 
 #[cfg(test)]

@@ -310,7 +310,7 @@ pub async fn get_with(c: &reqwest::Client, url: &str, headers: &[(&str, &str)]) 
     for (k, v) in headers {
         rb = rb.header(*k, *v);
     }
-    let r = rb.send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let r = rb.send().await.unwrap_or_else(|e| panic!("GET {url}: {e:?}"));
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let version = r.version();

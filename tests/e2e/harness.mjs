@@ -189,6 +189,29 @@ export async function startHlsd(args) {
   return proc;
 }
 
+/**
+ * Resolves once the stream at `baseUrl` has `segments` complete segments, using the server's
+ * own LL-HLS blocking playlist reload (_HLS_msn) as the event. Viewers normally join a running
+ * stream; this keeps the start-up of the source out of what the tests judge.
+ */
+export async function waitForSegments(baseUrl, segments, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  const multivariant = await (await fetch(new URL('stream.m3u8', baseUrl))).text();
+  const media = multivariant.split('\n').map((l) => l.trim()).find((l) => l && !l.startsWith('#'));
+  if (!media) throw new Error(`no media playlist in the multivariant playlist:\n${multivariant}`);
+  const url = new URL(media, new URL('stream.m3u8', baseUrl));
+  url.searchParams.set('_HLS_msn', String(segments - 1));
+  let last = '';
+  while (Date.now() < deadline) {
+    const res = await fetch(url, { signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) });
+    last = `${res.status} ${await res.text()}`;
+    // 200 once the segment exists; 503 when the server gave up holding (ask again).
+    if (res.status === 200 && (last.match(/#EXTINF/g) || []).length >= segments) return;
+    if (res.status !== 503 && res.status !== 200) break;
+  }
+  throw new Error(`stream did not reach ${segments} segments within ${timeoutMs} ms; last answer: ${last.slice(0, 2000)}`);
+}
+
 /** Launches chromium with a fresh profile; close() also removes the profile. */
 export async function launchBrowser() {
   const profile = mkdtempSync(path.join(tmpdir(), 'hlsd-e2e-chromium-'));

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what hlsd needs on Debian / Raspberry Pi OS. Idempotent; installs only what is missing.
+#   infra/setup.sh          build + run needs (Node.js/npm for the player's hls.js, a C compiler)
+#   infra/setup.sh --test   also the test tools (ffmpeg/ffprobe, chromium, nginx)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want=(ca-certificates pkg-config gcc nodejs npm nasm)
+if [[ "${1:-}" == "--test" ]]; then
+  want+=(ffmpeg chromium nginx time python3)
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: Rust is not installed. Install it with rustup (https://rustup.rs):" >&2
+  echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y && . ~/.cargo/env" >&2
+  echo "(Debian's own cargo package is too old for hlsd, which needs Rust 1.85 or newer.)" >&2
+  exit 1
+fi
+
+# hls.js for the player page, pinned by player/package-lock.json; build.rs embeds it.
+if [[ ! -f player/node_modules/.package-lock.json || player/package-lock.json -nt player/node_modules/.package-lock.json ]]; then
+  echo "setup: npm ci --prefix player" >&2
+  npm ci --prefix player --no-audit --no-fund --loglevel=error >&2
+fi
