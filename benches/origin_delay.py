@@ -34,9 +34,10 @@ What it does, for each --idle-flush-ms value in IDLE_FLUSH (default "3,1"; 3 is 
     histogram_quantile; bucket bounds 0.2/0.5/1/2/5/10 ms, so it is coarse).
 
 Short parts: a part is published when its last frame arrives only if the segmenter knows it is
-full (6 frames). A part cut short by an IDR (GOP not a multiple of 6 frames) is published when
-the IDR arrives, i.e. one frame interval (33 ms) later. Those are reported separately; with the
-default whole-GOP looping there are none.
+full (6 frames). A part cut short by an IDR (GOP not a multiple of 6 frames), or by a gap in the
+arrival-stamped timeline (a frame that arrived late, e.g. the writer or hlsd was descheduled),
+is published when the NEXT frame arrives, i.e. about one frame interval (33 ms) later. Those
+are reported separately; with the default whole-GOP looping on a quiet machine there are none.
 
 Environment: DURATION (s, default 30), WARMUP (s, default 2), IDLE_FLUSH (comma list, default
 "3,1"), FPS (30), FIXTURE, FULL_FILE=1, HLSD_BIN (default target/release/hlsd), PORT (default: a
@@ -463,7 +464,7 @@ def main():
         print(f"  part readable, response headers - last byte written: {fmt(r['headers_ms'])}")
         print(f"  part readable, body complete    - last byte written: {fmt(r['body_ms'])}")
         if r["short_parts"]:
-            print(f"  short parts (cut by a following IDR, published when it arrives): {fmt(r['short_parts_headers_ms'])}")
+            print(f"  short parts (< {round(0.2 * fps)} frames; published when the next frame arrives): {fmt(r['short_parts_headers_ms'])}")
         if r["parts_skipped_not_waiting"]:
             print(f"  parts not counted (client was not waiting yet): {r['parts_skipped_not_waiting']}")
         print(

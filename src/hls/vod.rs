@@ -9,7 +9,8 @@
 use super::playlist::{names, render_vod};
 use super::segmenter::{Output, Segmenter, SegmenterConfig};
 use crate::h264::{AuParser, H264Error, ParsedItem};
-use crate::media::{Frame, SourceEvent, TIMESCALE};
+use crate::media::{SourceEvent, TIMESCALE};
+use crate::source::clock::GridClock;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -71,9 +72,7 @@ pub fn segment_file(
     let mut open: Option<(u64, bool, u32)> = None;
     let mut frames = 0u64;
     let mut bytes = 0u64;
-    let mut dts = 0u64;
-    let mut frame_dur = 3000u64;
-    let t0 = SystemTime::now();
+    let mut clock = GridClock::new(SystemTime::now());
     let mut buf = vec![0u8; 256 * 1024];
     let mut eof = false;
     let mut last_progress = Instant::now();
@@ -90,24 +89,8 @@ pub fn segment_file(
         };
         res.map_err(|err| VodError::H264 { path: input.to_owned(), err })?;
         while let Some(item) = parser.next_item() {
-            let ev = match item {
-                ParsedItem::Format(info) => {
-                    frame_dur = info.frame_duration as u64;
-                    SourceEvent::Format(info)
-                }
-                ParsedItem::Au { data, idr } => {
-                    frames += 1;
-                    let f = Frame {
-                        dts,
-                        capture: t0 + Duration::from_nanos(dts * 1_000_000_000 / TIMESCALE as u64),
-                        data,
-                        idr,
-                        arrived: Instant::now(),
-                    };
-                    dts += frame_dur;
-                    SourceEvent::Frame(f)
-                }
-            };
+            frames += matches!(item, ParsedItem::Au { .. }) as u64;
+            let ev = clock.event(item);
             seg.push(ev, &mut outs)?;
         }
         if eof {

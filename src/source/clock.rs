@@ -6,7 +6,8 @@
 //! arrival time, so media time (and with it EXT-X-PROGRAM-DATE-TIME, which is the arrival wall
 //! clock) stays true to capture time across dropped frames, stalls and clock-rate mismatches.
 
-use crate::media::TIMESCALE;
+use crate::h264::ParsedItem;
+use crate::media::{Frame, SourceEvent, TIMESCALE};
 use std::time::{Instant, SystemTime};
 
 /// Arrival-based frame stamper. See module docs.
@@ -48,6 +49,41 @@ impl ArrivalClock {
         };
         self.last = Some(dts);
         (dts, wall + since)
+    }
+}
+
+/// Stamps parsed access units on the nominal frame grid (file sources, offline segmenting):
+/// frame n has dts n × nominal and capture time `start + dts`.
+#[derive(Debug)]
+pub struct GridClock {
+    start: SystemTime,
+    dts: u64,
+    nominal: u64,
+}
+
+impl GridClock {
+    pub fn new(start: SystemTime) -> Self {
+        GridClock { start, dts: 0, nominal: 3000 }
+    }
+
+    /// Media time of the next frame since the start.
+    pub fn next_offset(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.dts * 1_000_000_000 / TIMESCALE as u64)
+    }
+
+    /// Turns a parser item into a source event, advancing the grid for frames.
+    pub fn event(&mut self, item: ParsedItem) -> SourceEvent {
+        match item {
+            ParsedItem::Format(info) => {
+                self.nominal = info.frame_duration as u64;
+                SourceEvent::Format(info)
+            }
+            ParsedItem::Au { data, idr } => {
+                let f = Frame { dts: self.dts, capture: self.start + self.next_offset(), data, idr, arrived: Instant::now() };
+                self.dts += self.nominal;
+                SourceEvent::Frame(f)
+            }
+        }
     }
 }
 

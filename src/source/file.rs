@@ -7,9 +7,10 @@
 
 use super::{SourceConfig, SourceError};
 use crate::h264::{AuParser, ParsedItem};
-use crate::media::{Frame, SourceEvent, TIMESCALE};
+use super::clock::GridClock;
+use crate::media::SourceEvent;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
@@ -22,9 +23,7 @@ pub async fn run(
     let name = format!("file:{}", path.display());
     let io = |err| SourceError::Io { source_name: name.clone(), err };
     let start = Instant::now();
-    let wall = SystemTime::now();
-    let mut dts = 0u64;
-    let mut nominal = 3000u64;
+    let mut clock = GridClock::new(SystemTime::now());
     let mut frames = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -36,22 +35,13 @@ pub async fn run(
             let res = if n == 0 { parser.flush() } else { parser.push(&buf[..n]) };
             res.map_err(|err| SourceError::H264 { source_name: name.clone(), err })?;
             while let Some(item) = parser.next_item() {
-                let ev = match item {
-                    ParsedItem::Format(info) => {
-                        nominal = info.frame_duration as u64;
-                        SourceEvent::Format(info)
+                if let ParsedItem::Au { .. } = item {
+                    frames += 1;
+                    if cfg.pace {
+                        tokio::time::sleep_until((start + clock.next_offset()).into()).await;
                     }
-                    ParsedItem::Au { data, idr } => {
-                        let offset = Duration::from_nanos(dts * 1_000_000_000 / TIMESCALE as u64);
-                        if cfg.pace {
-                            tokio::time::sleep_until((start + offset).into()).await;
-                        }
-                        let f = Frame { dts, capture: wall + offset, data, idr, arrived: Instant::now() };
-                        dts += nominal;
-                        frames += 1;
-                        SourceEvent::Frame(f)
-                    }
-                };
+                }
+                let ev = clock.event(item);
                 if tx.send(ev).await.is_err() {
                     return Ok(());
                 }
