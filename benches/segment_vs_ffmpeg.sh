@@ -20,11 +20,18 @@
 #   hlsd --segment-duration 1 segment INPUT OUT1   (the flag is not accepted after `segment`)
 #   ffmpeg -hide_banner -loglevel error -i INPUT -c copy -f hls -hls_time 1 \
 #          -hls_segment_type fmp4 -hls_playlist_type vod OUT2/stream.m3u8
-# Note: hlsd fsyncs every file it writes (atomic writes); ffmpeg does not. That costs wall time
-# (and a little sys time) only; CPU time is what is compared.
+# Where the outputs go matters. By default they go to tmpfs (/dev/shm), which leaves the CPU
+# work of the tools themselves: parsing, muxing, copying bytes in and out of the kernel. On a
+# disk, two more costs come in, both charged as sys time: hlsd fdatasync()s every file it writes
+# (atomic writes: tmp file, fsync, rename) and ffmpeg does not (its dirty pages are written back
+# by kernel threads, charged to nobody); and creating files on a busy ext4 costs an
+# amount of sys time that depends on what OTHER processes deleted recently (ext4
+# recently_deleted() when the fs has no journal, as on the dev VMs). Numbers on disk are therefore
+# noisy and much lower: report both (OUT=target/segbench for disk).
 #
 # Environment: RUNS (5), TIMER (rusage | gnu; default rusage), HLSD_BIN (target/release/hlsd), MEDIA_DIR (target/bench-media),
-# DURATION (120 s of media), OUT (scratch dir, default: a mktemp dir, removed at the end),
+# DURATION (120 s of media), OUT (scratch dir for the outputs; default a new dir in /dev/shm,
+# removed at the end; set OUT=target/segbench to write to disk instead, see below),
 # STRICT=1 (exit 1 when a target is missed).
 set -euo pipefail
 
@@ -68,7 +75,13 @@ cat "$INPUT" >/dev/null # page cache: both tools read from memory
 
 OUT="${OUT:-}"
 cleanup_out=0
-if [ -z "$OUT" ]; then OUT="$(mktemp -d)"; cleanup_out=1; else mkdir -p "$OUT"; fi
+if [ -z "$OUT" ]; then
+  if [ -d /dev/shm ] && [ -w /dev/shm ]; then OUT="$(mktemp -d -p /dev/shm segbench.XXXXXX)"; else OUT="$(mktemp -d)"; fi
+  cleanup_out=1
+else
+  mkdir -p "$OUT"
+fi
+echo "output dir: $OUT ($(df --output=fstype "$OUT" | tail -n1 | tr -d ' '))"
 trap '[ "$cleanup_out" = 1 ] && rm -rf "$OUT"' EXIT
 res_hlsd="$OUT/hlsd.txt"; res_ff="$OUT/ffmpeg.txt"
 : >"$res_hlsd"; : >"$res_ff"

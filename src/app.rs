@@ -20,6 +20,8 @@ use tokio::sync::mpsc;
 
 /// Frames buffered between source and segmenter.
 const SOURCE_QUEUE: usize = 64;
+/// How long outputs may take to finish after shutdown.
+const SINK_GRACE: Duration = Duration::from_secs(10);
 
 /// A run id unique per process start: base-36 milliseconds since the epoch.
 pub fn run_id() -> String {
@@ -74,6 +76,12 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         jpeg: tokio::sync::Mutex::new(None),
     });
 
+    let (events, _) = tokio::sync::broadcast::channel::<SourceEvent>(crate::sink::EVENT_BUFFER);
+    let sinks = crate::sink::spawn_all(
+        &cfg,
+        &crate::sink::SinkInputs { snapshots: state.snapshots.clone(), events: events.clone() },
+    )?;
+
     let (tx, mut rx) = mpsc::channel::<SourceEvent>(SOURCE_QUEUE);
     let src_cfg = source_config(&cfg);
     let src_name = src_cfg.spec.to_string();
@@ -104,6 +112,9 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
                     fps = format!("{:.3}", info.frame_rate()), "stream format"
                 ),
                 SourceEvent::End => tracing::info!("source ended; playlist gets EXT-X-ENDLIST"),
+            }
+            if events.receiver_count() > 0 {
+                let _ = events.send(ev.clone());
             }
             let dropped_before = seg.stats.frames_dropped_waiting_idr;
             if let Err(e) = seg.push(ev, &mut outs) {
@@ -176,6 +187,12 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
     crate::http::serve(listener, state, tls, timeout, stop, grace).await;
     watch_source.abort();
     let _ = segmenter_task.await;
+    // Let outputs publish their final state (EXT-X-ENDLIST), within bounds.
+    for h in sinks {
+        if tokio::time::timeout(SINK_GRACE, h).await.is_err() {
+            tracing::warn!("an output did not finish within {SINK_GRACE:?} of shutdown");
+        }
+    }
     match failure {
         Some(e) => Err(e),
         None => Ok(()),

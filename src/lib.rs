@@ -23,5 +23,6 @@ pub mod hls;
 pub mod http;
 pub mod media;
 pub mod metrics;
+pub mod sink;
 pub mod snapshot;
 pub mod source;
