@@ -42,7 +42,9 @@ are reported separately; with the default whole-GOP looping on a quiet machine t
 Environment: DURATION (s, default 30), WARMUP (s, default 2), IDLE_FLUSH (comma list, default
 "3,1"), FPS (30), FIXTURE, FULL_FILE=1, HLSD_BIN (default target/release/hlsd), PORT (default: a
 free one), BENCH_JSON (default target/bench/origin_delay.json), STRICT=1 (exit 1 when p99 > 5 ms
-for the default idle flush), HLSD_LOG (passed through; hlsd's log goes to target/bench/).
+for the default idle flush), HLSD_LOG (passed through; hlsd's log goes to target/bench/),
+NICE (e.g. -10: run the writer, the client and hlsd at that niceness, to keep concurrent builds
+on a shared machine from dominating the tail; say so when reporting such numbers).
 """
 
 import http.client
@@ -441,6 +443,10 @@ def main():
     if not os.access(binary, os.X_OK):
         sys.exit(f"{binary} not found: run `cargo build --release` first (or set HLSD_BIN)")
 
+    if os.environ.get("NICE"):
+        # hlsd and the client process inherit it: a way to approximate an idle machine on a
+        # shared one (negative values need root).
+        os.nice(int(os.environ["NICE"]))
     data = open(fixture, "rb").read()
     aus = split_access_units(data)
     if os.environ.get("FULL_FILE") != "1":
@@ -453,6 +459,7 @@ def main():
         f"origin_delay: {os.path.basename(fixture)}: looping {len(aus)} access units "
         f"({sum(len(a) for a, _ in aus) / len(aus) / 1e3:.1f} kB avg) at {fps:g} fps, "
         f"one write per AU; warmup {warmup:g} s, measure {duration:g} s; load avg {os.getloadavg()[0]:.2f}"
+        f"{'; niceness ' + str(os.nice(0)) if os.environ.get('NICE') else ''}"
     )
     results = []
     for fl in flushes:

@@ -32,6 +32,7 @@ import {
   sleep,
   startHlsd,
   startProcess,
+  waitForSegments,
   waitForStats,
 } from '../tests/e2e/harness.mjs';
 
@@ -82,6 +83,8 @@ async function benchHlsd(browser) {
   const extra = (process.env.HLSD_ARGS || '').split(/\s+/).filter(Boolean);
   const hlsd = await startHlsd(['--source', 'testsrc', ...extra]);
   try {
+    // Join a running stream, as the reference below does.
+    await waitForSegments(hlsd.url, 4);
     return await measure('hlsd', hlsd.url, browser);
   } finally {
     await hlsd.stop();

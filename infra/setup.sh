@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(ca-certificates pkg-config gcc nodejs npm nasm)
+# clang + libclang-dev + linux-libc-dev: bindgen generates the `v4l` crate's V4L2 bindings from
+# <linux/videodev2.h> at build time.
+want=(ca-certificates pkg-config gcc nodejs npm nasm clang libclang-dev linux-libc-dev)
 if [[ "${1:-}" == "--test" ]]; then
   want+=(ffmpeg chromium nginx time python3)
 fi

@@ -28,7 +28,7 @@
 //   width, height, bitrateKbps (measured over the last 10 s of loaded media), framesDecoded,
 //   framesDropped, stalls (count of playback interruptions after the first frame),
 //   stallLog     [{time, reason, currentTime}] of the last 20 stalls,
-//   errors       [{time, type, details, fatal}] from hls.js (last 100), reloads (player rebuilds),
+//   errors       [{time, type, details, fatal, message}] from hls.js (last 100), reloads (player rebuilds),
 //   startupMs    from (re)loading the stream to the first advancing frame,
 //   message      the text shown to the viewer, or null
 (function () {
@@ -45,6 +45,8 @@
   /** Retry delays after failures; the last repeats. Reset after 10 s of good playback. */
   var BACKOFF_MS = [1000, 2000, 4000, 8000, 10000];
   var BACKOFF_RESET_MS = 10000;
+  /** After a seek, waiting this long for data at the new position is not a stall. */
+  var SEEK_GRACE_MS = 1500;
   /** A larger playhead step between two ticks is a seek, not playback. */
   var MAX_PLAY_STEP_S = 1;
   /** Behind the target latency by more than this: offer "go live". */
@@ -124,6 +126,7 @@
   var lastProgressAt = 0;
   var hasPlayed = false;
   var inStall = false;
+  var lastSeekAt = -Infinity;
   var edgeKey = null;
   var edgeChangedAt = 0;
   var targetDurationMs = 0;
@@ -279,9 +282,7 @@
     if (codecs.length && !playable.length) {
       setFatal('unsupported', 'This browser cannot play this stream\u2019s H.264 video (' + codecs.join(', ') +
         '). Try a current Chrome, Firefox, Edge or Safari.');
-      return;
     }
-    loadPoster();
   }
 
   function onLevelUpdated(_event, data) {
@@ -311,7 +312,8 @@
 
   function onHlsError(_event, data) {
     var Hls = window.Hls;
-    stats.errors.push({ time: new Date().toISOString(), type: data.type, details: data.details, fatal: !!data.fatal });
+    var reason = data.error && data.error.message ? data.error.message : data.reason || '';
+    stats.errors.push({ time: new Date().toISOString(), type: data.type, details: data.details, fatal: !!data.fatal, message: String(reason).slice(0, 300) });
     if (stats.errors.length > 100) stats.errors.shift();
     if (!data.fatal) return;
     if (data.details === Hls.ErrorDetails.MANIFEST_INCOMPATIBLE_CODECS_ERROR) {
@@ -322,6 +324,11 @@
     scheduleRestart(data.type + '/' + data.details);
   }
 
+  /**
+   * Sets the poster (hlsd's /snapshot.jpg: the latest keyframe) once media has loaded, so that a
+   * keyframe exists and the request cannot fail. It shows when playback is paused or blocked,
+   * and while the player rebuilds itself after an interruption.
+   */
   function loadPoster() {
     if (posterLoaded || options.poster === '0') return;
     posterLoaded = true;
@@ -374,6 +381,13 @@
     video.addEventListener('waiting', function () {
       if (hasPlayed && !video.seeking && !video.paused) beginStall('waiting');
     });
+    video.addEventListener('loadeddata', loadPoster);
+    video.addEventListener('seeking', function () {
+      lastSeekAt = now();
+    });
+    video.addEventListener('seeked', function () {
+      lastSeekAt = now();
+    });
     video.addEventListener('ended', function () {
       offlineReason = 'ended';
       scheduleRestart('media ended');
@@ -388,7 +402,8 @@
   }
 
   function beginStall(reason) {
-    if (inStall) return;
+    // A seek (the viewer's, or "go live") waits for data at its target: not a stall.
+    if (inStall || now() - lastSeekAt < SEEK_GRACE_MS) return;
     inStall = true;
     stats.stalls += 1;
     stats.stallLog.push({ time: new Date().toISOString(), reason: reason, currentTime: video.currentTime });
@@ -489,7 +504,7 @@
     el.state.textContent = labels[s.state] || s.state;
     el.latency.textContent = s.latencyMs !== null && s.state !== 'offline' ? (s.latencyMs / 1000).toFixed(2) + ' s latency' : '';
     el.resolution.textContent = s.width ? s.width + '\u00d7' + s.height : '';
-    el.bitrate.textContent = s.bitrateKbps !== null ? formatBitrate(s.bitrateKbps) : '';
+    el.bitrate.textContent = s.bitrateKbps !== null && s.state !== 'offline' ? formatBitrate(s.bitrateKbps) : '';
     el.stalls.textContent = hasPlayed ? s.stalls + (s.stalls === 1 ? ' stall' : ' stalls') : '';
 
     goLiveEl.hidden = fatalState !== null || !s.behindLive || s.state === 'offline';

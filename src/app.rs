@@ -42,7 +42,7 @@ pub fn source_config(cfg: &Config) -> SourceConfig {
         framerate: cfg.framerate,
         pace: !cfg.no_pace,
         looped: cfg.looped,
-        idle_flush: (cfg.idle_flush_ms > 0).then(|| Duration::from_millis(cfg.idle_flush_ms)),
+        idle_flush: (cfg.idle_flush_ms > 0.0).then(|| Duration::from_secs_f64(cfg.idle_flush_ms / 1e3)),
         stall_timeout: Duration::from_secs_f64(cfg.stall_timeout),
         testsrc: source::testsrc::TestsrcConfig {
             width: cfg.width,
@@ -50,6 +50,18 @@ pub fn source_config(cfg: &Config) -> SourceConfig {
             fps: cfg.fps,
             idr_interval_frames: cfg.keyint,
             bitrate_bps: cfg.bitrate,
+        },
+        v4l2: source::v4l2::V4l2Config {
+            width: cfg.width,
+            height: cfg.height,
+            fps: cfg.fps,
+            bitrate: cfg.v4l2_bitrate,
+            idr_interval: cfg.v4l2_idr_interval,
+            profile: cfg.v4l2_profile.clone(),
+            level: cfg.v4l2_level.clone(),
+            repeat_headers: cfg.v4l2_repeat_headers,
+            encoder: cfg.v4l2_encoder.clone(),
+            segment_duration: cfg.segment_duration,
         },
     }
 }

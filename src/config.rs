@@ -28,7 +28,8 @@ pub enum ConfigError {
 #[command(name = "hlsd", version, about, long_about = None)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct Config {
-    /// Where H.264 comes from: testsrc, stdin, file:PATH, exec:COMMAND or tcp://HOST:PORT.
+    /// Where H.264 comes from: testsrc, stdin, file:PATH, exec:COMMAND, tcp://HOST:PORT or
+    /// v4l2:/dev/videoN (`hlsd devices` lists V4L2 cameras and encoders).
     #[arg(long, env = "HLSD_SOURCE", default_value = "testsrc")]
     pub source: String,
 
@@ -48,11 +49,11 @@ pub struct Config {
 
     /// Segment target in seconds. Segments are cut at the first IDR at or after it, so the
     /// encoder's keyframe interval should be a divisor of it (rpicam-vid --intra, ffmpeg -g).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, global = true, default_value_t = 1.0)]
     pub segment_duration: f64,
 
     /// Part target in seconds (rounded down to whole frames; at least one frame).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, global = true, default_value_t = 0.2)]
     pub part_duration: f64,
 
     /// Segments listed in the live playlist (at least 6).
@@ -60,7 +61,7 @@ pub struct Config {
     pub window: usize,
 
     /// Frame rate of the input when its SPS has no timing info (e.g. 25 for raspivid streams).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub framerate: Option<f64>,
 
     /// Replay file sources as fast as possible instead of in real time.
@@ -73,21 +74,22 @@ pub struct Config {
     pub looped: bool,
 
     /// Milliseconds of input silence after which a frame being read is taken as complete
-    /// (stdin/exec/tcp); 0 waits for the next frame's start code instead (one frame more delay).
-    #[arg(long, default_value_t = 3)]
-    pub idle_flush_ms: u64,
+    /// (stdin/exec/tcp; doubles by itself if the input turns out to pause inside frames);
+    /// 0 waits for the next frame's start code instead (one frame more delay).
+    #[arg(long, default_value_t = 1.0)]
+    pub idle_flush_ms: f64,
 
     /// Seconds without data after which exec sources are restarted and tcp sources reconnected.
     #[arg(long, default_value_t = 10.0)]
     pub stall_timeout: f64,
 
-    /// Test source width.
+    /// Test source (and v4l2 camera) width.
     #[arg(long, default_value_t = 1280)]
     pub width: u32,
-    /// Test source height.
+    /// Test source (and v4l2 camera) height.
     #[arg(long, default_value_t = 720)]
     pub height: u32,
-    /// Test source frame rate.
+    /// Test source (and v4l2 camera) frame rate.
     #[arg(long, default_value_t = 30)]
     pub fps: u32,
     /// Test source keyframe (IDR) interval in frames.
@@ -96,6 +98,26 @@ pub struct Config {
     /// Test source bitrate in bits per second.
     #[arg(long, default_value_t = 2_000_000)]
     pub bitrate: u32,
+
+    /// v4l2: encoder bitrate in bits per second (default: the device's own).
+    #[arg(long)]
+    pub v4l2_bitrate: Option<u32>,
+    /// v4l2: IDR interval in frames (default: fps × segment-duration, one GOP per segment).
+    #[arg(long)]
+    pub v4l2_idr_interval: Option<u32>,
+    /// v4l2: H.264 profile: baseline, constrained-baseline, main, extended or high (default: the device's).
+    #[arg(long)]
+    pub v4l2_profile: Option<String>,
+    /// v4l2: H.264 level, e.g. 4 or 4.1 (default: the device's).
+    #[arg(long)]
+    pub v4l2_level: Option<String>,
+    /// v4l2: ask the encoder to repeat SPS/PPS before every IDR (true or false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub v4l2_repeat_headers: bool,
+    /// v4l2: M2M H.264 encoder for cameras that give raw frames (default: the first one found,
+    /// /dev/video11 on a Pi 4).
+    #[arg(long)]
+    pub v4l2_encoder: Option<PathBuf>,
 
     /// PEM certificate chain: serve HTTPS (HTTP/2 via ALPN) instead of cleartext.
     #[arg(long, requires = "tls_key")]
@@ -107,6 +129,29 @@ pub struct Config {
     /// Seconds an idle client connection is kept, and the limit for reading a request header.
     #[arg(long, default_value_t = 30.0)]
     pub http_timeout: f64,
+
+    /// Also publish the stream to this RTMP/RTMPS ingest URL (repeatable; HLSD_RTMP takes
+    /// space-separated URLs), e.g. rtmp://a.rtmp.youtube.com/live2/STREAM-KEY. In the config file:
+    /// [[rtmp]] tables with `url`. Stream keys are masked in logs and metrics.
+    #[arg(long = "rtmp", value_name = "URL", env = "HLSD_RTMP", hide_env_values = true, value_delimiter = ' ',
+        value_parser = crate::sink::rtmp::DestinationParser)]
+    pub rtmp: Vec<crate::sink::rtmp::Destination>,
+
+    /// Audio sent to RTMP destinations: none (video only) or silent (a silent AAC track, for
+    /// ingest servers such as YouTube that expect audio).
+    #[arg(long, value_enum, default_value = "none")]
+    pub rtmp_audio: crate::sink::rtmp::RtmpAudio,
+
+    /// Also publish the stream as files (repeatable): dir:PATH (for nginx, Caddy or any static
+    /// server) or s3://BUCKET/PREFIX (S3-compatible storage). In the config file: [[output]]
+    /// tables (url, endpoint, region, path-style, prefix, retention, parts, concurrency, queue,
+    /// credentials); see README "Publishing to disk and S3".
+    #[arg(long = "output", value_name = "dir:PATH|s3://BUCKET/PREFIX")]
+    pub output: Vec<crate::sink::storage::config::OutputSpecEntry>,
+
+    /// S3 endpoint of non-AWS stores (MinIO, R2, B2, Garage...), e.g. http://127.0.0.1:9000.
+    #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
+    pub s3_endpoint: Option<String>,
 
     #[command(subcommand)]
     #[serde(skip)]
@@ -123,6 +168,9 @@ pub enum Command {
         /// Output directory (created if missing).
         outdir: PathBuf,
     },
+    /// List V4L2 video devices (cameras, hardware encoders) with their formats, sizes, frame
+    /// rates and encoder controls.
+    Devices,
 }
 
 impl Default for Config {
@@ -147,7 +195,8 @@ impl Config {
         };
         let text = std::fs::read_to_string(&path).map_err(|err| ConfigError::Read { path: path.clone(), err })?;
         let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.clone(), err: e.to_string() })?;
+            // (mask_urls: a syntax error quotes its line, which may hold an RTMP stream key)
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.clone(), err: crate::sink::rtmp::mask_urls(&e.to_string()) })?;
         let cli_table = toml::Table::try_from(&cli).map_err(|e| ConfigError::Parse { path: path.clone(), err: e.to_string() })?;
         for id in matches.ids() {
             let explicit = matches!(
@@ -196,11 +245,28 @@ impl Config {
         if !(1..=120).contains(&self.fps) || self.keyint == 0 || self.bitrate < 10_000 {
             return bad("fps/keyint/bitrate", format!("fps {} (1..120), keyint {} (>0), bitrate {} (>=10000)", self.fps, self.keyint, self.bitrate));
         }
+        if let Some(Err(msg)) = self.v4l2_profile.as_deref().map(crate::source::v4l2::controls::parse_profile) {
+            return bad("v4l2-profile", msg);
+        }
+        if let Some(Err(msg)) = self.v4l2_level.as_deref().map(crate::source::v4l2::controls::parse_level) {
+            return bad("v4l2-level", msg);
+        }
+        if self.v4l2_bitrate.is_some_and(|b| b < 10_000) || self.v4l2_idr_interval == Some(0) {
+            return bad("v4l2-bitrate/v4l2-idr-interval", "bitrate must be at least 10000, the IDR interval at least 1".into());
+        }
         if !self.base_path.is_empty() && (!self.base_path.starts_with('/') || self.base_path.contains("..")) {
             return bad("base-path", format!("'{}' must start with / (e.g. /cams/birdbox)", self.base_path));
         }
+        if !(0.0..=50.0).contains(&self.idle_flush_ms) {
+            return bad("idle-flush-ms", format!("{} must be within 0..50", self.idle_flush_ms));
+        }
         if self.http_timeout <= 0.0 || self.stall_timeout <= 0.0 {
             return bad("http-timeout/stall-timeout", "must be positive".into());
+        }
+        for o in &self.output {
+            if let Err(msg) = o.0.validate() {
+                return bad("output", msg);
+            }
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! Data flow (one stream per process):
 //!
 //! ```text
-//! source (testsrc | file | stdin | exec | tcp)      src/source/
+//! source (testsrc | file | stdin | exec | tcp | v4l2) src/source/
 //!   └─ Annex-B push parser → access units            src/h264/
 //!       └─ SourceEvent channel (bounded)             src/media/
 //!           └─ Segmenter: CMAF parts & segments      src/hls/segmenter.rs, src/fmp4/
@@ -13,7 +13,8 @@
 //! ```
 //!
 //! `main.rs` only parses the configuration ([`config::Config`]) and calls [`app::run`] or, for
-//! `hlsd segment`, [`hls::vod::segment_file`].
+//! `hlsd segment`, [`hls::vod::segment_file`], or for `hlsd devices`,
+//! [`source::v4l2::devices::report`].
 
 pub mod app;
 pub mod config;

@@ -29,6 +29,10 @@ fn main() -> ExitCode {
     };
     let result = match cfg.command.clone() {
         Some(Command::Segment { input, outdir }) => segment(&cfg, &input, &outdir),
+        Some(Command::Devices) => {
+            print!("{}", hlsd::source::v4l2::devices::report());
+            Ok(())
+        }
         None => rt.block_on(serve(cfg)),
     };
     match result {

@@ -22,6 +22,24 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// One RTMP destination, by its masked URL (the stream key never appears).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RtmpLabels {
+    pub destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RtmpStateLabels {
+    pub destination: String,
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RtmpDropLabels {
+    pub destination: String,
+    pub reason: &'static str,
+}
+
 /// All metrics of the process.
 pub struct Metrics {
     registry: Registry,
@@ -32,11 +50,21 @@ pub struct Metrics {
     pub media_bytes: Counter,
     pub discontinuities: Counter,
     pub overlong_segments: Counter,
+    /// Frames completed by the idle flush that turned out to continue (writer paused mid-frame).
+    pub idle_flush_truncations: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_blocked: Gauge,
     pub http_connections: Gauge,
     /// Last byte of a frame read → its part readable in the window.
     pub origin_delay: Histogram,
+    /// RTMP restreaming (src/sink/rtmp): 1 for the destination's current state, 0 for the others.
+    pub rtmp_state: Family<RtmpStateLabels, Gauge>,
+    pub rtmp_reconnects: Family<RtmpLabels, Counter>,
+    pub rtmp_bytes: Family<RtmpLabels, Counter>,
+    pub rtmp_frames: Family<RtmpLabels, Counter>,
+    pub rtmp_frames_dropped: Family<RtmpDropLabels, Counter>,
+    /// Disk/S3 outputs (src/sink/storage).
+    pub storage: std::sync::Arc<crate::sink::storage::metrics::StorageMetrics>,
 }
 
 impl Metrics {
@@ -50,12 +78,20 @@ impl Metrics {
             media_bytes: Counter::default(),
             discontinuities: Counter::default(),
             overlong_segments: Counter::default(),
+            idle_flush_truncations: Counter::default(),
             http_requests: Family::default(),
             http_blocked: Gauge::default(),
             http_connections: Gauge::default(),
             origin_delay: Histogram::new(
-                [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25].into_iter(),
+                [0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25]
+                    .into_iter(),
             ),
+            rtmp_state: Family::default(),
+            rtmp_reconnects: Family::default(),
+            rtmp_bytes: Family::default(),
+            rtmp_frames: Family::default(),
+            rtmp_frames_dropped: Family::default(),
+            storage: Default::default(),
             registry: Registry::default(),
         };
         registry.register("frames", "Frames received from the source", m.frames.clone());
@@ -65,6 +101,11 @@ impl Metrics {
         registry.register("media_bytes", "Bytes of parts published", m.media_bytes.clone());
         registry.register("discontinuities", "Source restarts and format changes", m.discontinuities.clone());
         registry.register("overlong_segments", "Segments longer than TARGETDURATION", m.overlong_segments.clone());
+        registry.register(
+            "idle_flush_truncations",
+            "Frames completed on input silence that turned out to continue",
+            m.idle_flush_truncations.clone(),
+        );
         registry.register("http_requests", "HTTP responses by route and status", m.http_requests.clone());
         registry.register("http_blocked_requests", "Requests currently held (blocking reload, preload hint)", m.http_blocked.clone());
         registry.register("http_connections", "Open client connections", m.http_connections.clone());
@@ -73,6 +114,12 @@ impl Metrics {
             "Delay from a frame's last byte read to its part being readable",
             m.origin_delay.clone(),
         );
+        registry.register("rtmp_state", "RTMP destination state (1 = current)", m.rtmp_state.clone());
+        registry.register("rtmp_reconnects", "RTMP connection failures followed by a retry", m.rtmp_reconnects.clone());
+        registry.register("rtmp_bytes", "Bytes sent to the RTMP destination", m.rtmp_bytes.clone());
+        registry.register("rtmp_frames", "Video frames sent to the RTMP destination", m.rtmp_frames.clone());
+        registry.register("rtmp_frames_dropped", "Video frames not sent to the RTMP destination, by reason", m.rtmp_frames_dropped.clone());
+        m.storage.register(&mut registry);
         Metrics { registry, ..m }
     }
 

@@ -388,3 +388,21 @@ async fn shutdown_check(c: &reqwest::Client, srv: &mut Hlsd, tr: &Tracker, rules
     assert!(st.success(), "exit status after SIGTERM: {st:?}\n{}", srv.stderr());
     srv.assert_no_panic();
 }
+
+/// An encoder keyframe interval that divides the segment duration (as --segment-duration's help
+/// recommends): IDR every 15 frames, 1 s segments, 0.2 s parts. The mid-segment IDR starts an
+/// INDEPENDENT part; every part keeps rule 4 (>= 85 % of PART-TARGET unless INDEPENDENT or last).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testsrc_keyint_dividing_the_segment() {
+    let srv = Hlsd::start(&["--source", "testsrc", "--width", "320", "--height", "240", "--bitrate", "300000", "--keyint", "15"]);
+    let c = client();
+    let f = follow(&c, &srv.base, &Rules::default(), |pl| pl.complete().count() >= 3, 500).await;
+    let pl = &f.last;
+    assert_eq!(pl.target, Some(1), "{}", pl.text);
+    let dir = tempfile::tempdir().unwrap();
+    let groups = probe_playlist(&c, &srv.base, pl, dir.path()).await;
+    let (probe, samples, segs) = &groups[0];
+    assert_eq!(probe.frames, *samples);
+    assert_eq!(probe.keyframes, 2 * *segs as u64, "two IDRs per 1 s segment: {probe:?}");
+    srv.assert_no_panic();
+}

@@ -10,14 +10,14 @@
 //! avoid a frame of delay, the source calls [`AuParser::flush`] when its input goes idle (the
 //! encoder wrote a whole frame and paused), which ends the pending NAL and AU at once.
 
-use super::{nal_type, slice_header_peek, to_avcc, track_info, H264Error, SLICE_TYPE_B};
+use super::{nal_type, slice_header_peek, track_info, H264Error, SLICE_TYPE_B};
 use crate::media::TrackInfo;
 use bytes::Bytes;
 use h264_reader::annexb::AnnexBReader;
 use h264_reader::nal::{Nal, RefNal};
 use h264_reader::push::{AccumulatedNalHandler, NalAccumulator, NalInterest};
 use std::collections::VecDeque;
-use std::io::Read;
+use std::io::BufRead;
 
 /// How many bytes may pass without parameter sets before the input is declared not H.264.
 const NO_SPS_LIMIT: u64 = 8 * 1024 * 1024;
@@ -31,7 +31,8 @@ pub enum ParsedItem {
     Au { data: Bytes, idr: bool },
 }
 
-/// Collects complete NAL units from h264-reader's accumulator.
+/// Collects complete NAL units from h264-reader's accumulator, each already framed for AVCC
+/// (4-byte big-endian length, then the NAL unit), so a one-slice picture needs no further copy.
 #[derive(Default)]
 struct NalSink {
     nals: Vec<Bytes>,
@@ -40,8 +41,19 @@ struct NalSink {
 impl AccumulatedNalHandler for NalSink {
     fn nal(&mut self, nal: RefNal<'_>) -> NalInterest {
         if nal.is_complete() {
-            let mut buf = Vec::new();
-            if nal.reader().read_to_end(&mut buf).is_ok() && !buf.is_empty() {
+            let mut buf = vec![0u8; 4];
+            let mut r = nal.reader();
+            while let Ok(chunk) = r.fill_buf() {
+                if chunk.is_empty() {
+                    break;
+                }
+                buf.extend_from_slice(chunk);
+                let n = chunk.len();
+                r.consume(n);
+            }
+            let len = (buf.len() - 4) as u32;
+            if len > 0 {
+                buf[..4].copy_from_slice(&len.to_be_bytes());
                 self.nals.push(Bytes::from(buf));
             }
         }
@@ -52,7 +64,7 @@ impl AccumulatedNalHandler for NalSink {
 /// The access-unit push parser. See the module docs.
 pub struct AuParser {
     reader: AnnexBReader<NalAccumulator<NalSink>>,
-    /// VCL NAL units of the AU being assembled.
+    /// VCL NAL units of the AU being assembled, AVCC-framed.
     vcl: Vec<Bytes>,
     idr: bool,
     sps: Option<Bytes>,
@@ -133,7 +145,9 @@ impl AuParser {
         Ok(())
     }
 
-    fn on_nal(&mut self, nal: Bytes) -> Result<(), H264Error> {
+    /// Handles one AVCC-framed NAL unit (`framed[4..]` is the NAL unit).
+    fn on_nal(&mut self, framed: Bytes) -> Result<(), H264Error> {
+        let nal = framed.slice(4..);
         if nal[0] & 0x80 != 0 {
             self.bad_nals += 1;
             return Ok(());
@@ -152,7 +166,7 @@ impl AuParser {
                     self.finish_au();
                 }
                 self.idr |= t == nal_type::IDR;
-                self.vcl.push(nal);
+                self.vcl.push(framed);
             }
             nal_type::SPS => {
                 self.finish_au();
@@ -206,7 +220,10 @@ impl AuParser {
             return;
         }
         self.started = true;
-        let data = to_avcc(vcl.iter().map(|n| &n[..]));
+        let data = match <[Bytes; 1]>::try_from(vcl) {
+            Ok([one]) => one,
+            Err(many) => many.concat().into(),
+        };
         self.out.push_back(ParsedItem::Au { data, idr });
     }
 }

@@ -25,7 +25,7 @@ pub mod names {
 }
 
 /// Seconds with 5 decimals (enough that part sums equal EXTINF to within 1e-5 s).
-fn secs(ticks: u64) -> String {
+pub fn secs(ticks: u64) -> String {
     format!("{:.5}", ticks as f64 / TIMESCALE as f64)
 }
 
@@ -112,7 +112,8 @@ pub fn render_media(snap: &Snapshot, delta: bool) -> Option<String> {
     Some(o)
 }
 
-fn render_segment(o: &mut String, run: &str, seg: &SegmentView, parts: bool, init: &mut Option<u32>) {
+/// One segment: DISCONTINUITY, MAP (when the init changes), PDT, its parts (if `parts` or open), EXTINF + URI.
+pub fn render_segment(o: &mut String, run: &str, seg: &SegmentView, parts: bool, init: &mut Option<u32>) {
     if seg.discontinuity {
         o.push_str("#EXT-X-DISCONTINUITY\n");
     }

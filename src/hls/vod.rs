@@ -39,17 +39,49 @@ pub struct VodSummary {
     pub target_duration: u32,
 }
 
+/// Temporary name beside `path` (same directory, so the rename is atomic).
+fn tmp_path(path: &Path) -> PathBuf {
+    path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")))
+}
+
 /// Writes `data` to `path` atomically (temporary file in the same directory, fsync, rename).
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
+    let tmp = tmp_path(path);
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(data)?;
     f.sync_data()?;
     drop(f);
     std::fs::rename(&tmp, path)
+}
+
+/// A segment file being written part by part under a temporary name.
+struct SegmentFile {
+    tmp: PathBuf,
+    path: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    bytes: u64,
+}
+
+impl SegmentFile {
+    fn create(path: PathBuf) -> std::io::Result<Self> {
+        let tmp = tmp_path(&path);
+        let file = std::io::BufWriter::with_capacity(256 * 1024, std::fs::File::create(&tmp)?);
+        Ok(SegmentFile { tmp, path, file, bytes: 0 })
+    }
+
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.bytes += data.len() as u64;
+        self.file.write_all(data)
+    }
+
+    /// Renames into place. Offline output is not fsynced file by file (that doubles the cost);
+    /// the directory is synced once at the end, and a crash never leaves a partial file under a
+    /// final name either way.
+    fn finish(self) -> std::io::Result<(PathBuf, u64)> {
+        self.file.into_inner().map_err(|e| e.into_error())?;
+        std::fs::rename(&self.tmp, &self.path)?;
+        Ok((self.path, self.bytes))
+    }
 }
 
 /// Segments `input` into `outdir`. `frame_duration` overrides the SPS frame rate (ticks).
@@ -67,7 +99,7 @@ pub fn segment_file(
     let mut seg = Segmenter::new(cfg.clone());
     let run = "vod";
     let mut outs = Vec::new();
-    let mut current: Vec<u8> = Vec::new();
+    let mut current: Option<SegmentFile> = None;
     let mut listed: Vec<(u64, u64, bool, u32)> = Vec::new();
     let mut open: Option<(u64, bool, u32)> = None;
     let mut frames = 0u64;
@@ -104,13 +136,20 @@ pub fn segment_file(
                 }
                 Output::SegmentStart { msn, discontinuity, init_id, .. } => {
                     open = Some((msn, discontinuity, init_id));
-                    current.clear();
-                }
-                Output::Part(p) => current.extend_from_slice(&p.data),
-                Output::SegmentEnd { msn, duration } => {
                     let p = outdir.join(names::segment(run, msn));
-                    write_atomic(&p, &current).map_err(|e| werr(&p, e))?;
-                    bytes += current.len() as u64;
+                    current = Some(SegmentFile::create(p.clone()).map_err(|e| werr(&p, e))?);
+                }
+                Output::Part(part) => {
+                    if let Some(f) = current.as_mut() {
+                        f.write(&part.data).map_err(|e| werr(&f.tmp, e))?;
+                    }
+                }
+                Output::SegmentEnd { msn, duration } => {
+                    if let Some(f) = current.take() {
+                        let p = f.path.clone();
+                        let (_, n) = f.finish().map_err(|e| werr(&p, e))?;
+                        bytes += n;
+                    }
                     let (_, disc, init) = open.take().unwrap_or((msn, false, 0));
                     listed.push((msn, duration, disc, init));
                 }
@@ -130,5 +169,7 @@ pub fn segment_file(
     let target = cfg_secs.ceil().max((longest - 0.001).ceil()).max(1.0) as u32;
     let p = outdir.join(names::MULTIVARIANT);
     write_atomic(&p, render_vod(target, &listed, run).as_bytes()).map_err(|e| werr(&p, e))?;
+    // One fsync of the directory makes every rename durable.
+    std::fs::File::open(outdir).and_then(|d| d.sync_all()).map_err(|e| werr(outdir, e))?;
     Ok(VodSummary { frames, segments: listed.len(), bytes, target_duration: target })
 }

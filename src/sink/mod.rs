@@ -7,6 +7,9 @@
 //! On shutdown the window publishes a final snapshot with `ended` set; sinks finish their work
 //! (final playlist with EXT-X-ENDLIST) and return, and `app` waits for them for a bounded time.
 
+pub mod rtmp;
+pub mod storage;
+
 use crate::config::Config;
 use crate::hls::window::Snapshot;
 use crate::media::SourceEvent;
@@ -26,8 +29,10 @@ pub struct SinkInputs {
 
 /// Starts every configured sink. Errors are configuration errors (reported before serving).
 pub fn spawn_all(cfg: &Config, inputs: &SinkInputs) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let handles = Vec::new();
+    let mut handles = Vec::new();
     // Sinks register here, e.g. `handles.extend(storage::spawn(cfg, inputs)?);`
+    handles.extend(rtmp::spawn(cfg, inputs)?);
+    handles.extend(storage::spawn(cfg, inputs)?);
     let _ = (cfg, inputs);
     Ok(handles)
 }

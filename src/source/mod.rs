@@ -5,11 +5,15 @@
 //! - `file:PATH`: an Annex-B file, paced in real time (or not, `--no-pace`), optionally looped.
 //! - `stdin`, `exec:COMMAND`, `tcp://HOST:PORT`: live byte streams, stamped on arrival
 //!   ([`stream`]); `exec` and `tcp` restart/reconnect with backoff and mark a discontinuity.
+//! - `v4l2:/dev/videoN`: H.264 straight from a V4L2 camera or through an M2M hardware encoder,
+//!   stamped with the driver's capture timestamps ([`v4l2`]).
 
 pub mod clock;
 pub mod file;
+pub mod reader;
 pub mod stream;
 pub mod testsrc;
+pub mod v4l2;
 
 use crate::h264::H264Error;
 use crate::media::SourceEvent;
@@ -26,6 +30,8 @@ pub enum SourceSpec {
     File(PathBuf),
     Exec(String),
     Tcp(String),
+    /// `v4l2:/dev/videoN`: a V4L2 camera.
+    V4l2(PathBuf),
 }
 
 impl FromStr for SourceSpec {
@@ -48,9 +54,14 @@ impl FromStr for SourceSpec {
                 return Err(format!("tcp://{a}: needs HOST:PORT, e.g. tcp://raspberrypi.local:8888"));
             }
             Ok(SourceSpec::Tcp(a.to_string()))
+        } else if let Some(p) = s.strip_prefix("v4l2:") {
+            if !p.starts_with('/') {
+                return Err(format!("v4l2:{p}: needs a device path, e.g. v4l2:/dev/video0 (`hlsd devices` lists them)"));
+            }
+            Ok(SourceSpec::V4l2(PathBuf::from(p)))
         } else {
             Err(format!(
-                "unknown source '{s}': use testsrc, stdin, file:PATH, exec:COMMAND or tcp://HOST:PORT"
+                "unknown source '{s}': use testsrc, stdin, file:PATH, exec:COMMAND, tcp://HOST:PORT or v4l2:/dev/videoN"
             ))
         }
     }
@@ -64,6 +75,7 @@ impl std::fmt::Display for SourceSpec {
             SourceSpec::File(p) => write!(f, "file:{}", p.display()),
             SourceSpec::Exec(c) => write!(f, "exec:{c}"),
             SourceSpec::Tcp(a) => write!(f, "tcp://{a}"),
+            SourceSpec::V4l2(p) => write!(f, "v4l2:{}", p.display()),
         }
     }
 }
@@ -97,6 +109,8 @@ pub struct SourceConfig {
     /// Restart/reconnect after this long without data from exec/tcp.
     pub stall_timeout: Duration,
     pub testsrc: testsrc::TestsrcConfig,
+    /// `v4l2:` request (size, rate, encoder controls).
+    pub v4l2: v4l2::V4l2Config,
 }
 
 /// Runs the configured source until it ends, fails fatally or the receiver is dropped.
@@ -116,6 +130,7 @@ pub async fn run(cfg: SourceConfig, tx: mpsc::Sender<SourceEvent>) -> Result<(),
         SourceSpec::Stdin => stream::run_stdin(&cfg, frame_duration, tx).await,
         SourceSpec::Exec(cmd) => stream::run_exec(&cmd, &cfg, frame_duration, tx).await,
         SourceSpec::Tcp(addr) => stream::run_tcp(&addr, &cfg, frame_duration, tx).await,
+        SourceSpec::V4l2(path) => v4l2::run(&path, &cfg, tx).await,
     }
 }
 

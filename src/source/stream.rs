@@ -1,105 +1,39 @@
 //! Live byte-stream sources: stdin, `exec:COMMAND` (a child encoder process) and
 //! `tcp://HOST:PORT` (an encoder listening on TCP).
 //!
-//! Bytes → [`AuParser`] → [`ArrivalClock`] → [`SourceEvent`]s. When the input goes idle for
-//! `idle_flush` the pending access unit is completed at once (see `h264::parser`), so a frame is
-//! forwarded as soon as the encoder has written it. `exec` and `tcp` restart/reconnect with
+//! Bytes are read, parsed and stamped by [`reader::pump`] on a thread of its own (see there for
+//! how a frame is completed as soon as the encoder has written it). `exec` and `tcp` restart/reconnect with
 //! [`Backoff`] and send a discontinuity, and also after `stall_timeout` without data.
 
-use super::clock::ArrivalClock;
+use super::reader::{self, Ended, ReaderConfig};
 use super::{Backoff, SourceConfig, SourceError};
-use crate::h264::{AuParser, H264Error, ParsedItem};
-use crate::media::{Frame, SourceEvent};
+use crate::media::SourceEvent;
+use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
-/// Why a stream attempt ended.
-enum Ended {
-    /// Input closed (EOF).
-    Eof,
-    /// No data for `stall_timeout`.
-    Stalled,
-    /// The receiver is gone: stop for good.
-    Closed,
-    Io(std::io::Error),
-    H264(H264Error),
-}
-
-/// Pumps one byte stream into `tx` until it ends.
-async fn pump<R: AsyncRead + Unpin>(
-    mut reader: R,
+/// Runs the blocking reader on its own thread until the input ends.
+async fn pump<R: Read + AsRawFd + Send + 'static>(
+    input: R,
+    name: &str,
     cfg: &SourceConfig,
     frame_duration: Option<u32>,
     tx: &mpsc::Sender<SourceEvent>,
 ) -> Ended {
-    let mut parser = AuParser::new(frame_duration);
-    let mut clock = ArrivalClock::new(frame_duration.unwrap_or(3000));
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut unflushed = false;
-    let mut last_read = Instant::now();
-    loop {
-        let wait = match (unflushed, cfg.idle_flush) {
-            (true, Some(idle)) => idle,
-            _ => cfg.stall_timeout,
-        };
-        let res = tokio::time::timeout(wait, reader.read(&mut buf)).await;
-        let step = match res {
-            Ok(Ok(0)) => {
-                let r = parser.flush();
-                if let Err(e) = r.and(Ok(())) {
-                    return Ended::H264(e);
-                }
-                if !forward(&mut parser, &mut clock, last_read, tx).await {
-                    return Ended::Closed;
-                }
-                return Ended::Eof;
-            }
-            Ok(Ok(n)) => {
-                last_read = Instant::now();
-                unflushed = true;
-                parser.push(&buf[..n])
-            }
-            Ok(Err(e)) => return Ended::Io(e),
-            Err(_) if unflushed && cfg.idle_flush.is_some() => {
-                unflushed = false;
-                parser.flush()
-            }
-            Err(_) => return Ended::Stalled,
-        };
-        if let Err(e) = step {
-            return Ended::H264(e);
-        }
-        if !forward(&mut parser, &mut clock, last_read, tx).await {
-            return Ended::Closed;
-        }
+    let rcfg = ReaderConfig {
+        idle_flush: cfg.idle_flush,
+        stall_timeout: cfg.stall_timeout,
+        frame_duration,
+        name: name.to_string(),
+    };
+    let tx = tx.clone();
+    match tokio::task::spawn_blocking(move || reader::pump(input, &rcfg, &tx)).await {
+        Ok(ended) => ended,
+        Err(e) => Ended::Io(std::io::Error::other(format!("reader thread failed: {e}"))),
     }
-}
-
-/// Sends parsed items; false if the receiver is gone.
-async fn forward(
-    parser: &mut AuParser,
-    clock: &mut ArrivalClock,
-    arrived: Instant,
-    tx: &mpsc::Sender<SourceEvent>,
-) -> bool {
-    while let Some(item) = parser.next_item() {
-        let ev = match item {
-            ParsedItem::Format(info) => {
-                clock.set_nominal(info.frame_duration);
-                SourceEvent::Format(info)
-            }
-            ParsedItem::Au { data, idr } => {
-                let (dts, capture) = clock.stamp(arrived);
-                SourceEvent::Frame(Frame { dts, capture, data, idr, arrived })
-            }
-        };
-        if tx.send(ev).await.is_err() {
-            return false;
-        }
-    }
-    true
 }
 
 /// stdin: one attempt; EOF ends the stream.
@@ -111,7 +45,7 @@ pub async fn run_stdin(
     let name = "stdin".to_string();
     let mut cfg = cfg.clone();
     cfg.stall_timeout = Duration::from_secs(24 * 3600); // a pipe may legitimately pause
-    match pump(tokio::io::stdin(), &cfg, frame_duration, &tx).await {
+    match pump(std::io::stdin(), "stdin", &cfg, frame_duration, &tx).await {
         Ended::Eof | Ended::Closed | Ended::Stalled => {
             let _ = tx.send(SourceEvent::End).await;
             Ok(())
@@ -166,7 +100,10 @@ pub async fn run_exec(
                     });
                 }
                 let out = child.stdout.take().expect("stdout is piped");
-                let ended = pump(out, cfg, frame_duration, &tx).await;
+                let ended = match out.into_owned_fd() {
+                    Ok(fd) => pump(std::fs::File::from(fd), &format!("exec:{cmd}"), cfg, frame_duration, &tx).await,
+                    Err(e) => Ended::Io(e),
+                };
                 let _ = child.start_kill();
                 match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
                     Ok(Ok(status)) => tracing::info!(command = cmd, %status, "encoder exited"),
@@ -197,9 +134,11 @@ pub async fn run_tcp(
         let started = Instant::now();
         let ended = match tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(sock)) => {
-                let _ = sock.set_nodelay(true);
                 tracing::info!(addr, "connected to encoder");
-                pump(sock, cfg, frame_duration, &tx).await
+                match sock.into_std() {
+                    Ok(sock) => pump(sock, &format!("tcp://{addr}"), cfg, frame_duration, &tx).await,
+                    Err(e) => Ended::Io(e),
+                }
             }
             Ok(Err(e)) => Ended::Io(e),
             Err(_) => Ended::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),

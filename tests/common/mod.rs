@@ -33,7 +33,11 @@ pub fn fixtures_dir() -> PathBuf {
 /// Path of a fixture file; panics with a hint if it is missing.
 pub fn fixture(name: &str) -> PathBuf {
     let p = fixtures_dir().join(name);
-    assert!(p.is_file(), "fixture {} missing (set HLSD_FIXTURES to the fixtures directory)", p.display());
+    assert!(
+        p.is_file(),
+        "fixture {} missing (set HLSD_FIXTURES to the fixtures directory)",
+        p.display()
+    );
     p
 }
 
@@ -81,13 +85,20 @@ impl Hlsd {
     pub fn try_start(args: &[&str], stdin: bool) -> Result<(Hlsd, Option<ChildStdin>), String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hlsd"));
         cmd.arg("--listen").arg("127.0.0.1:0").args(args);
-        cmd.env("HLSD_LOG", std::env::var("HLSD_LOG").unwrap_or_else(|_| "info".into()));
-        cmd.env_remove("HLSD_SOURCE").env_remove("HLSD_CONFIG").env_remove("HLSD_LISTEN");
+        cmd.env(
+            "HLSD_LOG",
+            std::env::var("HLSD_LOG").unwrap_or_else(|_| "info".into()),
+        );
+        cmd.env_remove("HLSD_SOURCE")
+            .env_remove("HLSD_CONFIG")
+            .env_remove("HLSD_LISTEN");
         cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         // Own process group: Drop kills hlsd together with the encoders it spawned.
         cmd.process_group(0);
-        let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", env!("CARGO_BIN_EXE_hlsd")))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", env!("CARGO_BIN_EXE_hlsd")))?;
         let stdin = child.stdin.take();
         let log = Arc::new(Log::default());
         {
@@ -119,14 +130,23 @@ impl Hlsd {
                 }
             });
         }
-        let mut h = Hlsd { child, base: String::new(), port: 0, log, status: None };
+        let mut h = Hlsd {
+            child,
+            base: String::new(),
+            port: 0,
+            log,
+            status: None,
+        };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(rest) = line.strip_prefix("hlsd: player at http://127.0.0.1:") {
-                        let port: u16 = rest.trim_end_matches('/').parse().map_err(|_| format!("bad line {line:?}"))?;
+                        let port: u16 = rest
+                            .trim_end_matches('/')
+                            .parse()
+                            .map_err(|_| format!("bad line {line:?}"))?;
                         h.port = port;
                         h.base = format!("http://127.0.0.1:{port}");
                         return Ok((h, stdin));
@@ -134,10 +154,16 @@ impl Hlsd {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let st = h.wait_exit(Duration::from_secs(10));
-                    return Err(format!("hlsd exited ({st:?}) before listening; stderr:\n{}", h.stderr()));
+                    return Err(format!(
+                        "hlsd exited ({st:?}) before listening; stderr:\n{}",
+                        h.stderr()
+                    ));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(format!("no 'player at' line within {STARTUP_TIMEOUT:?}; stderr:\n{}", h.stderr()));
+                    return Err(format!(
+                        "no 'player at' line within {STARTUP_TIMEOUT:?}; stderr:\n{}",
+                        h.stderr()
+                    ));
                 }
             }
         }
@@ -146,11 +172,19 @@ impl Hlsd {
     /// Runs hlsd to completion (for arguments that make it exit) and returns (status, stderr).
     pub fn run_to_exit(args: &[&str], timeout: Duration) -> (ExitStatus, String) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hlsd"));
-        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         cmd.env("HLSD_LOG", "info").process_group(0);
         let child = cmd.spawn().expect("run hlsd");
         let mut h = Hlsd::adopt(child);
-        let st = h.wait_exit(timeout).unwrap_or_else(|| panic!("hlsd {args:?} still running after {timeout:?}:\n{}", h.stderr()));
+        let st = h.wait_exit(timeout).unwrap_or_else(|| {
+            panic!(
+                "hlsd {args:?} still running after {timeout:?}:\n{}",
+                h.stderr()
+            )
+        });
         (st, h.stderr())
     }
 
@@ -171,7 +205,13 @@ impl Hlsd {
                 let _ = std::io::copy(&mut out, &mut std::io::sink());
             });
         }
-        Hlsd { child, base: String::new(), port: 0, log, status: None }
+        Hlsd {
+            child,
+            base: String::new(),
+            port: 0,
+            log,
+            status: None,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -205,7 +245,11 @@ impl Hlsd {
 
     /// Sends SIGTERM to hlsd (graceful shutdown).
     pub fn terminate(&self) {
-        let st = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("run kill");
+        let st = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
         assert!(st.success(), "kill -TERM failed");
     }
 
@@ -232,7 +276,9 @@ impl Hlsd {
                     self.status = Some(st);
                     return Some(st);
                 }
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
                 _ => return None,
             }
         }
@@ -258,8 +304,13 @@ impl Drop for Hlsd {
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if !std::thread::panicking() {
-            let e = self.stderr();
+        let e = self.stderr();
+        if std::thread::panicking() {
+            // Show what the server logged around the failure.
+            let lines: Vec<&str> = e.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!("--- last hlsd stderr lines (pid {pgid}) ---\n{tail}\n---");
+        } else {
             assert!(!e.contains("panicked"), "hlsd panicked:\n{e}");
         }
     }
@@ -270,12 +321,20 @@ impl Drop for Hlsd {
 
 /// HTTP/1.1 client with a per-request timeout (no automatic decompression: tests see the bytes).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().http1_only().timeout(HTTP_TIMEOUT).build().unwrap()
+    reqwest::Client::builder()
+        .http1_only()
+        .timeout(HTTP_TIMEOUT)
+        .build()
+        .unwrap()
 }
 
 /// HTTP/2 cleartext client (prior knowledge).
 pub fn h2_client() -> reqwest::Client {
-    reqwest::Client::builder().http2_prior_knowledge().timeout(HTTP_TIMEOUT).build().unwrap()
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(HTTP_TIMEOUT)
+        .build()
+        .unwrap()
 }
 
 /// A complete response.
@@ -289,14 +348,22 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap_or("<non-ascii>").to_string())
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("<non-ascii>").to_string())
     }
     pub fn text(&self) -> String {
         String::from_utf8(self.body.to_vec()).expect("UTF-8 body")
     }
     /// Asserts status 200 and returns the body as text.
     pub fn ok_text(&self, what: &str) -> String {
-        assert_eq!(self.status, 200, "{what}: status {} body {:?}", self.status, String::from_utf8_lossy(&self.body));
+        assert_eq!(
+            self.status,
+            200,
+            "{what}: status {} body {:?}",
+            self.status,
+            String::from_utf8_lossy(&self.body)
+        );
         self.text()
     }
 }
@@ -310,17 +377,32 @@ pub async fn get_with(c: &reqwest::Client, url: &str, headers: &[(&str, &str)]) 
     for (k, v) in headers {
         rb = rb.header(*k, *v);
     }
-    let r = rb.send().await.unwrap_or_else(|e| panic!("GET {url}: {e:?}"));
+    let r = rb
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e:?}"));
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let version = r.version();
-    let body = r.bytes().await.unwrap_or_else(|e| panic!("GET {url} body: {e}"));
-    Resp { status, headers, body, version }
+    let body = r
+        .bytes()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} body: {e}"));
+    Resp {
+        status,
+        headers,
+        body,
+        version,
+    }
 }
 
 /// Fetches the media playlist with a query ("" for none), asserting 200.
 pub async fn media(c: &reqwest::Client, base: &str, query: &str) -> String {
-    let url = if query.is_empty() { format!("{base}/media.m3u8") } else { format!("{base}/media.m3u8?{query}") };
+    let url = if query.is_empty() {
+        format!("{base}/media.m3u8")
+    } else {
+        format!("{base}/media.m3u8?{query}")
+    };
     get(c, &url).await.ok_text(&url)
 }
 
@@ -355,7 +437,10 @@ pub async fn wait_for_endlist(c: &reqwest::Client, base: &str) -> rules::MediaPl
 
 /// Resolves a playlist URI against the server base (all hlsd URIs are relative names).
 pub fn resolve(base: &str, uri: &str) -> String {
-    assert!(!uri.contains("://") && !uri.starts_with('/'), "URI {uri} is not relative");
+    assert!(
+        !uri.contains("://") && !uri.starts_with('/'),
+        "URI {uri} is not relative"
+    );
     format!("{base}/{uri}")
 }
 
@@ -364,7 +449,13 @@ pub async fn download_concat(c: &reqwest::Client, base: &str, uris: &[String]) -
     let mut out = Vec::new();
     for u in uris {
         let r = get(c, &resolve(base, u)).await;
-        assert_eq!(r.status, 200, "GET {u}: {} {:?}", r.status, String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "GET {u}: {} {:?}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
         out.extend_from_slice(&r.body);
     }
     out
@@ -380,7 +471,11 @@ pub fn ffmpeg(args: &[&str]) {
         .args(args)
         .output()
         .expect("ffmpeg is installed");
-    assert!(out.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Encodes `seconds` of testsrc2 at `size` (WxH) and 30 fps into an Annex-B file with libx264,
@@ -389,8 +484,26 @@ pub fn make_h264(path: &Path, size: &str, seconds: f64, extra: &[&str]) {
     let src = format!("testsrc2=size={size}:rate=30");
     let t = format!("{seconds}");
     let mut args = vec![
-        "-f", "lavfi", "-i", &src, "-t", &t, "-c:v", "libx264", "-preset", "ultrafast", "-bf", "0", "-g", "30",
-        "-keyint_min", "30", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+        "-f",
+        "lavfi",
+        "-i",
+        &src,
+        "-t",
+        &t,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-bf",
+        "0",
+        "-g",
+        "30",
+        "-keyint_min",
+        "30",
+        "-sc_threshold",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
     ];
     args.extend_from_slice(extra);
     let p = path.to_str().unwrap();
@@ -421,16 +534,33 @@ pub fn ffprobe(path: &Path) -> Probe {
     let p = path.to_str().unwrap();
     let out = Command::new("ffprobe")
         .args([
-            "-v", "error", "-count_frames", "-count_packets", "-select_streams", "v:0", "-show_entries",
-            "stream=nb_read_frames,nb_read_packets,width,height,codec_name:packet=pts_time,flags", "-of",
-            "default=noprint_wrappers=1", p,
+            "-v",
+            "error",
+            "-count_frames",
+            "-count_packets",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames,nb_read_packets,width,height,codec_name:packet=pts_time,flags",
+            "-of",
+            "default=noprint_wrappers=1",
+            p,
         ])
         .output()
         .expect("ffprobe is installed");
-    assert!(out.status.success(), "ffprobe {p} failed: {}", String::from_utf8_lossy(&out.stderr));
-    let mut pr = Probe { errors: String::from_utf8_lossy(&out.stderr).into_owned(), ..Default::default() };
+    assert!(
+        out.status.success(),
+        "ffprobe {p} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut pr = Probe {
+        errors: String::from_utf8_lossy(&out.stderr).into_owned(),
+        ..Default::default()
+    };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         match k {
             "codec_name" => pr.codec = v.to_string(),
             "width" => pr.width = v.parse().unwrap_or(0),
@@ -485,7 +615,10 @@ pub fn nal_units(data: &[u8]) -> Vec<&[u8]> {
 
 fn nal_header(nal_with_sc: &[u8]) -> (u8, Option<u8>) {
     let i = nal_with_sc.iter().position(|&b| b == 1).unwrap() + 1;
-    (nal_with_sc.get(i).map(|b| b & 0x1f).unwrap_or(0), nal_with_sc.get(i + 1).copied())
+    (
+        nal_with_sc.get(i).map(|b| b & 0x1f).unwrap_or(0),
+        nal_with_sc.get(i + 1).copied(),
+    )
 }
 
 /// Splits an Annex-B stream into access units (each with the parameter sets / SEI that precede
@@ -526,15 +659,28 @@ pub fn access_units(data: &[u8]) -> Vec<&[u8]> {
 }
 
 /// Writes an Annex-B stream into `w` one access unit at a time at `fps` (like a camera encoder
-/// does), then closes it. Runs on its own thread; returns when done or the reader is gone.
-pub fn feed_paced(data: Vec<u8>, fps: f64, mut w: impl std::io::Write + Send + 'static) -> std::thread::JoinHandle<usize> {
+/// does), then closes it. Runs on its own thread; returns the number of access units written.
+pub fn feed_paced(
+    data: Vec<u8>,
+    fps: f64,
+    w: impl std::io::Write + Send + 'static,
+) -> std::thread::JoinHandle<usize> {
+    feed_scheduled(data, move |i| Duration::from_secs_f64(i as f64 / fps), w)
+}
+
+/// Like [`feed_paced`] with access unit `i` due at `due(i)` after the start (jitter, stalls and
+/// bursts are schedules too). A whole access unit is written with one `write_all`.
+pub fn feed_scheduled(
+    data: Vec<u8>,
+    due: impl Fn(usize) -> Duration + Send + 'static,
+    mut w: impl std::io::Write + Send + 'static,
+) -> std::thread::JoinHandle<usize> {
     std::thread::spawn(move || {
         let aus = access_units(&data);
         let start = Instant::now();
         let mut sent = 0;
         for (i, au) in aus.iter().enumerate() {
-            let due = start + Duration::from_secs_f64(i as f64 / fps);
-            if let Some(d) = due.checked_duration_since(Instant::now()) {
+            if let Some(d) = (start + due(i)).checked_duration_since(Instant::now()) {
                 std::thread::sleep(d); // pacing of the producer, not synchronisation
             }
             if w.write_all(au).and_then(|_| w.flush()).is_err() {
@@ -574,30 +720,61 @@ pub fn boxes(mut data: &[u8]) -> Vec<([u8; 4], &[u8])> {
             s => (8, s),
         };
         if size < hdr as u64 || size > data.len() as u64 {
-            panic!("bad box {:?} size {size} with {} bytes left", String::from_utf8_lossy(&ty), data.len());
+            panic!(
+                "bad box {:?} size {size} with {} bytes left",
+                String::from_utf8_lossy(&ty),
+                data.len()
+            );
         }
         out.push((ty, &data[hdr..size as usize]));
         data = &data[size as usize..];
     }
-    assert!(data.is_empty(), "{} trailing bytes after the last box", data.len());
+    assert!(
+        data.is_empty(),
+        "{} trailing bytes after the last box",
+        data.len()
+    );
     out
 }
 
 /// Samples and their total duration (ticks) in the moof boxes of fragments (parts/segments),
 /// from tfhd defaults and trun entries.
 pub fn fmp4_samples(data: &[u8]) -> (u64, u64) {
+    let f = fmp4_fragments(data);
+    (f.sync.len() as u64, f.ticks)
+}
+
+/// What the moof boxes of a run of fragments say.
+#[derive(Debug, Clone, Default)]
+pub struct Fragments {
+    /// Total sample duration in ticks.
+    pub ticks: u64,
+    /// Per sample: is it a sync sample (sample_is_non_sync_sample clear)?
+    pub sync: Vec<bool>,
+    /// mfhd sequence numbers.
+    pub sequence: Vec<u32>,
+    /// tfdt base media decode times.
+    pub tfdt: Vec<u64>,
+}
+
+/// Parses moof/mfhd/traf/tfhd/tfdt/trun of fragments (parts or segments).
+pub fn fmp4_fragments(data: &[u8]) -> Fragments {
     let be32 = |b: &[u8], o: usize| u32::from_be_bytes(b[o..o + 4].try_into().unwrap()) as u64;
-    let (mut samples, mut ticks) = (0u64, 0u64);
+    let mut out = Fragments::default();
     for (ty, moof) in boxes(data) {
         if &ty != b"moof" {
             continue;
         }
-        for (ty, traf) in boxes(moof) {
+        for (ty, child) in boxes(moof) {
+            if &ty == b"mfhd" {
+                out.sequence.push(be32(child, 4) as u32);
+            }
             if &ty != b"traf" {
                 continue;
             }
-            let mut default_duration = 0;
-            for (ty, b) in boxes(traf) {
+            let (mut default_duration, mut default_flags) = (0, 0);
+            for (ty, b) in boxes(child) {
+                let version = b[0];
                 let flags = be32(b, 0) & 0xff_ffff;
                 match &ty {
                     b"tfhd" => {
@@ -610,29 +787,58 @@ pub fn fmp4_samples(data: &[u8]) -> (u64, u64) {
                         }
                         if flags & 0x08 != 0 {
                             default_duration = be32(b, o);
+                            o += 4;
+                        }
+                        if flags & 0x10 != 0 {
+                            o += 4;
+                        }
+                        if flags & 0x20 != 0 {
+                            default_flags = be32(b, o);
                         }
                     }
+                    b"tfdt" => {
+                        let t = if version == 1 { u64::from_be_bytes(b[4..12].try_into().unwrap()) } else { be32(b, 4) };
+                        out.tfdt.push(t);
+                    }
                     b"trun" => {
-                        let n = be32(b, 4);
+                        let n = be32(b, 4) as usize;
                         let mut o = 8;
                         if flags & 0x01 != 0 {
                             o += 4;
                         }
-                        if flags & 0x04 != 0 {
+                        let first_flags = if flags & 0x04 != 0 {
                             o += 4;
+                            Some(be32(b, o - 4))
+                        } else {
+                            None
+                        };
+                        for i in 0..n {
+                            let mut sf = if i == 0 { first_flags.unwrap_or(default_flags) } else { default_flags };
+                            let mut dur = default_duration;
+                            if flags & 0x100 != 0 {
+                                dur = be32(b, o);
+                                o += 4;
+                            }
+                            if flags & 0x200 != 0 {
+                                o += 4;
+                            }
+                            if flags & 0x400 != 0 {
+                                sf = be32(b, o);
+                                o += 4;
+                            }
+                            if flags & 0x800 != 0 {
+                                o += 4;
+                            }
+                            out.ticks += dur;
+                            out.sync.push(sf & 0x0001_0000 == 0);
                         }
-                        let per = [0x100, 0x200, 0x400, 0x800].iter().filter(|f| flags & **f != 0).count() * 4;
-                        for i in 0..n as usize {
-                            ticks += if flags & 0x100 != 0 { be32(b, o + i * per) } else { default_duration };
-                        }
-                        samples += n;
                     }
                     _ => {}
                 }
             }
         }
     }
-    (samples, ticks)
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -665,11 +871,18 @@ pub async fn follow(
     tr.observe(&pl);
     let mut hints = Vec::new();
     while !pl.endlist && !stop(&pl) {
-        assert!(tr.reloads < max_reloads, "{max_reloads} reloads without the stop condition:\n{}", pl.text);
+        assert!(
+            tr.reloads < max_reloads,
+            "{max_reloads} reloads without the stop condition:\n{}",
+            pl.text
+        );
         let (m, n) = pl.next_part_position();
         let text = media(c, base, &format!("_HLS_msn={m}&_HLS_part={n}")).await;
         let new = rules::assert_valid(&text, r);
-        assert!(new.endlist || new.has_part_or_later(m, n), "rule 8b: _HLS_msn={m}&_HLS_part={n} answered without it:\n{text}");
+        assert!(
+            new.endlist || new.has_part_or_later(m, n),
+            "rule 8b: _HLS_msn={m}&_HLS_part={n} answered without it:\n{text}"
+        );
         tr.observe(&new);
         pl = new;
         if let Some(h) = pl.part_hint() {
@@ -682,29 +895,57 @@ pub async fn follow(
         let held = h.await.unwrap();
         if held.status == 404 {
             let now = rules::MediaPlaylist::parse(&media(c, base, "").await);
-            assert!(now.endlist && !now.parts().iter().any(|p| p.2.uri == uri), "hinted part {uri} answered 404 but the stream did not end without it");
+            assert!(
+                now.endlist && !now.parts().iter().any(|p| p.2.uri == uri),
+                "hinted part {uri} answered 404 but the stream did not end without it"
+            );
             never += 1;
             continue;
         }
-        assert_eq!(held.status, 200, "held hinted part {uri}: {:?}", String::from_utf8_lossy(&held.body));
-        assert_eq!(held.header("content-type").as_deref(), Some("video/iso.segment"));
+        assert_eq!(
+            held.status,
+            200,
+            "held hinted part {uri}: {:?}",
+            String::from_utf8_lossy(&held.body)
+        );
+        assert_eq!(
+            held.header("content-type").as_deref(),
+            Some("video/iso.segment")
+        );
         let later = get(c, &resolve(base, &uri)).await;
-        assert!(later.status == 200 && later.body == held.body, "hinted part {uri}: held response differs from a later GET");
+        assert!(
+            later.status == 200 && later.body == held.body,
+            "hinted part {uri}: held response differs from a later GET"
+        );
         ok += 1;
     }
-    Followed { tracker: tr, last: pl, hints_ok: ok, hints_never_published: never }
+    Followed {
+        tracker: tr,
+        last: pl,
+        hints_ok: ok,
+        hints_never_published: never,
+    }
 }
 
 /// Downloads init + every complete segment of a playlist and probes the result, one file per
 /// init segment (a format change starts a new group). Also checks that the fragments' trun
 /// durations match EXTINF / part DURATION and that each segment whose parts are listed equals
 /// the concatenation of those parts. Returns (probe, trun samples, segments) per group.
-pub async fn probe_playlist(c: &reqwest::Client, base: &str, pl: &rules::MediaPlaylist, dir: &Path) -> Vec<(Probe, u64, usize)> {
+pub async fn probe_playlist(
+    c: &reqwest::Client,
+    base: &str,
+    pl: &rules::MediaPlaylist,
+    dir: &Path,
+) -> Vec<(Probe, u64, usize)> {
     let mut groups: Vec<(String, Vec<u8>, u64, usize)> = Vec::new();
     for s in pl.complete() {
         let map = s.map.clone().expect("segment without EXT-X-MAP");
         if groups.last().map(|g| &g.0) != Some(&map) {
-            assert!(groups.is_empty() || s.discontinuity, "init changes at {} without a discontinuity", s.msn);
+            assert!(
+                groups.is_empty() || s.discontinuity,
+                "init changes at {} without a discontinuity",
+                s.msn
+            );
             let init = get(c, &resolve(base, &map)).await;
             assert_eq!(init.status, 200, "{map}");
             assert_eq!(init.header("content-type").as_deref(), Some("video/mp4"));
@@ -712,19 +953,40 @@ pub async fn probe_playlist(c: &reqwest::Client, base: &str, pl: &rules::MediaPl
         }
         let seg = get(c, &resolve(base, s.uri.as_ref().unwrap())).await;
         assert_eq!(seg.status, 200, "{:?}", s.uri);
-        let (n, ticks) = fmp4_samples(&seg.body);
+        let frags = fmp4_fragments(&seg.body);
+        let (n, ticks) = (frags.sync.len() as u64, frags.ticks);
+        assert_eq!(frags.sync.first(), Some(&true), "rule 11: segment {} does not start with a sync sample", s.msn);
+        assert!(frags.sequence.windows(2).all(|w| w[1] > w[0]), "mfhd sequence not increasing: {:?}", frags.sequence);
         let extinf = s.extinf.unwrap();
-        assert!((ticks as f64 / 90000.0 - extinf).abs() < 1e-4, "segment {}: trun durations {ticks} ticks vs EXTINF {extinf}", s.msn);
+        assert!(
+            (ticks as f64 / 90000.0 - extinf).abs() < 1e-4,
+            "segment {}: trun durations {ticks} ticks vs EXTINF {extinf}",
+            s.msn
+        );
         if !s.parts.is_empty() {
             let mut cat = Vec::new();
             for p in &s.parts {
                 let b = get(c, &resolve(base, &p.uri)).await;
                 assert_eq!(b.status, 200, "{}", p.uri);
-                let (_, t) = fmp4_samples(&b.body);
-                assert!((t as f64 / 90000.0 - p.duration).abs() < 1e-4, "part {}: trun {t} ticks vs DURATION {}", p.uri, p.duration);
+                let f = fmp4_fragments(&b.body);
+                let t = f.ticks;
+                assert!(
+                    (t as f64 / 90000.0 - p.duration).abs() < 1e-4,
+                    "part {}: trun {t} ticks vs DURATION {}",
+                    p.uri,
+                    p.duration
+                );
+                // Rule 11 / fMP4: INDEPENDENT=YES exactly when the part starts with a sync
+                // sample, and every part holding a sync sample is marked.
+                assert_eq!(p.independent, f.sync.first() == Some(&true), "part {}: INDEPENDENT vs sync flags {:?}", p.uri, f.sync);
+                assert!(p.independent || !f.sync.contains(&true), "part {} holds a sync sample but lacks INDEPENDENT=YES", p.uri);
                 cat.extend_from_slice(&b.body);
             }
-            assert!(cat == seg.body[..], "segment {} differs from the concatenation of its parts", s.msn);
+            assert!(
+                cat == seg.body[..],
+                "segment {} differs from the concatenation of its parts",
+                s.msn
+            );
         }
         let g = groups.last_mut().unwrap();
         g.1.extend_from_slice(&seg.body);

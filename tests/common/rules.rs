@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 pub type Attrs = Vec<(String, String, bool)>;
 
 pub fn attr<'a>(a: &'a Attrs, name: &str) -> Option<&'a str> {
-    a.iter().find(|(k, _, _)| k == name).map(|(_, v, _)| v.as_str())
+    a.iter()
+        .find(|(k, _, _)| k == name)
+        .map(|(_, v, _)| v.as_str())
 }
 
 /// Parses an attribute list (`A=1,B="x,y",C=YES`). Errors on malformed lists.
@@ -21,14 +23,25 @@ pub fn parse_attrs(s: &str) -> Result<Attrs, String> {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
-        let eq = s[i..].find('=').ok_or_else(|| format!("attribute without '=' in {s:?}"))? + i;
+        let eq = s[i..]
+            .find('=')
+            .ok_or_else(|| format!("attribute without '=' in {s:?}"))?
+            + i;
         let name = &s[i..eq];
-        if name.is_empty() || !name.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'-') {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'-')
+        {
             return Err(format!("bad attribute name {name:?} in {s:?}"));
         }
         i = eq + 1;
         let (value, quoted) = if b.get(i) == Some(&b'"') {
-            let end = s[i + 1..].find('"').ok_or_else(|| format!("unterminated quoted string in {s:?}"))? + i + 1;
+            let end = s[i + 1..]
+                .find('"')
+                .ok_or_else(|| format!("unterminated quoted string in {s:?}"))?
+                + i
+                + 1;
             let v = s[i + 1..end].to_string();
             i = end + 1;
             (v, true)
@@ -125,7 +138,12 @@ const SINGLETONS: &[&str] = &[
 ];
 
 /// Multivariant-only tags that must not appear in a media playlist (R1).
-const MULTIVARIANT_TAGS: &[&str] = &["#EXT-X-STREAM-INF", "#EXT-X-I-FRAME-STREAM-INF", "#EXT-X-MEDIA", "#EXT-X-SESSION-DATA"];
+const MULTIVARIANT_TAGS: &[&str] = &[
+    "#EXT-X-STREAM-INF",
+    "#EXT-X-I-FRAME-STREAM-INF",
+    "#EXT-X-MEDIA",
+    "#EXT-X-SESSION-DATA",
+];
 
 /// Parses `YYYY-MM-DDThh:mm:ss.sss` + `Z` or `±hh:mm` into epoch milliseconds (R14 format:
 /// millisecond precision and a zone are required).
@@ -142,16 +160,37 @@ pub fn parse_pdt(s: &str) -> Option<i64> {
             None
         }
     };
-    if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+    {
         return None;
     }
-    let (y, mo, d, h, mi, se, ms) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    let (y, mo, d, h, mi, se, ms) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+        num(20..23)?,
+    );
     let zone = &s[23..];
     let offset_min = if zone == "Z" {
         0
-    } else if zone.len() == 6 && (zone.starts_with('+') || zone.starts_with('-')) && &zone[3..4] == ":" {
+    } else if zone.len() == 6
+        && (zone.starts_with('+') || zone.starts_with('-'))
+        && &zone[3..4] == ":"
+    {
         let v = num(24..26)? * 60 + num(27..29)?;
-        if zone.starts_with('-') { -v } else { v }
+        if zone.starts_with('-') {
+            -v
+        } else {
+            v
+        }
     } else {
         return None;
     };
@@ -172,7 +211,10 @@ pub fn parse_pdt(s: &str) -> Option<i64> {
 impl MediaPlaylist {
     /// Parses playlist text. Never panics; problems go to `errors`.
     pub fn parse(text: &str) -> MediaPlaylist {
-        let mut pl = MediaPlaylist { text: text.to_string(), ..Default::default() };
+        let mut pl = MediaPlaylist {
+            text: text.to_string(),
+            ..Default::default()
+        };
         let err = |pl: &mut MediaPlaylist, m: String| pl.errors.push(m);
         if text.starts_with('\u{feff}') {
             err(&mut pl, "R1: playlist starts with a BOM".into());
@@ -185,7 +227,17 @@ impl MediaPlaylist {
         let mut seen_segment_line = false; // a media segment tag or URI has appeared
         let mut media_sequence_line: Option<usize> = None;
         // State of the segment being assembled.
-        let mut cur = Segment { msn: 0, uri: None, extinf: None, parts: vec![], pdt: None, pdt_ms: None, discontinuity: false, map: None, map_here: false };
+        let mut cur = Segment {
+            msn: 0,
+            uri: None,
+            extinf: None,
+            parts: vec![],
+            pdt: None,
+            pdt_ms: None,
+            discontinuity: false,
+            map: None,
+            map_here: false,
+        };
         let mut cur_started = false;
         let mut map: Option<String> = None;
         let mut segs: Vec<Segment> = Vec::new();
@@ -197,13 +249,26 @@ impl MediaPlaylist {
             if !line.starts_with('#') {
                 // URI line: completes the segment.
                 if cur.extinf.is_none() {
-                    err(&mut pl, format!("R5: URI {line} without a preceding EXTINF"));
+                    err(
+                        &mut pl,
+                        format!("R5: URI {line} without a preceding EXTINF"),
+                    );
                 }
                 cur.uri = Some(line.to_string());
                 cur.map = map.clone();
                 segs.push(std::mem::replace(
                     &mut cur,
-                    Segment { msn: 0, uri: None, extinf: None, parts: vec![], pdt: None, pdt_ms: None, discontinuity: false, map: None, map_here: false },
+                    Segment {
+                        msn: 0,
+                        uri: None,
+                        extinf: None,
+                        parts: vec![],
+                        pdt: None,
+                        pdt_ms: None,
+                        discontinuity: false,
+                        map: None,
+                        map_here: false,
+                    },
                 ));
                 cur_started = false;
                 seen_segment_line = true;
@@ -218,7 +283,10 @@ impl MediaPlaylist {
             };
             *counts.entry(tag.to_string()).or_default() += 1;
             if MULTIVARIANT_TAGS.contains(&tag) {
-                err(&mut pl, format!("R1: multivariant tag {tag} in a media playlist"));
+                err(
+                    &mut pl,
+                    format!("R1: multivariant tag {tag} in a media playlist"),
+                );
             }
             let attrs = |pl: &mut MediaPlaylist| -> Attrs {
                 match parse_attrs(value.unwrap_or("")) {
@@ -238,23 +306,37 @@ impl MediaPlaylist {
             };
             let is_header = matches!(
                 tag,
-                "#EXT-X-VERSION" | "#EXT-X-TARGETDURATION" | "#EXT-X-MEDIA-SEQUENCE" | "#EXT-X-DISCONTINUITY-SEQUENCE"
-                    | "#EXT-X-PLAYLIST-TYPE" | "#EXT-X-PART-INF" | "#EXT-X-SERVER-CONTROL" | "#EXT-X-I-FRAMES-ONLY"
+                "#EXT-X-VERSION"
+                    | "#EXT-X-TARGETDURATION"
+                    | "#EXT-X-MEDIA-SEQUENCE"
+                    | "#EXT-X-DISCONTINUITY-SEQUENCE"
+                    | "#EXT-X-PLAYLIST-TYPE"
+                    | "#EXT-X-PART-INF"
+                    | "#EXT-X-SERVER-CONTROL"
+                    | "#EXT-X-I-FRAMES-ONLY"
             );
             if is_header && (seen_segment_line || cur_started) {
-                err(&mut pl, format!("R16/17: {tag} after the first media segment"));
+                err(
+                    &mut pl,
+                    format!("R16/17: {tag} after the first media segment"),
+                );
             }
             match tag {
                 "#EXT-X-VERSION" => pl.version = value.and_then(|v| v.parse().ok()),
                 "#EXT-X-TARGETDURATION" => match value.map(|v| (v, v.parse::<u64>())) {
                     Some((_, Ok(t))) => pl.target = Some(t),
-                    other => err(&mut pl, format!("R3: TARGETDURATION {other:?} is not a decimal integer")),
+                    other => err(
+                        &mut pl,
+                        format!("R3: TARGETDURATION {other:?} is not a decimal integer"),
+                    ),
                 },
                 "#EXT-X-MEDIA-SEQUENCE" => {
                     pl.media_sequence = value.and_then(|v| v.parse().ok());
                     media_sequence_line = Some(ln);
                 }
-                "#EXT-X-DISCONTINUITY-SEQUENCE" => pl.discontinuity_sequence = value.and_then(|v| v.parse().ok()),
+                "#EXT-X-DISCONTINUITY-SEQUENCE" => {
+                    pl.discontinuity_sequence = value.and_then(|v| v.parse().ok())
+                }
                 "#EXT-X-INDEPENDENT-SEGMENTS" => pl.independent_segments = true,
                 "#EXT-X-ENDLIST" => pl.endlist = true,
                 "#EXT-X-PLAYLIST-TYPE" => pl.playlist_type = value.map(str::to_string),
@@ -289,7 +371,12 @@ impl MediaPlaylist {
                 }
                 "#EXT-X-MAP" => {
                     if !cur.parts.is_empty() {
-                        err(&mut pl, format!("R5: EXT-X-MAP after an EXT-X-PART of the same segment: {line}"));
+                        err(
+                            &mut pl,
+                            format!(
+                                "R5: EXT-X-MAP after an EXT-X-PART of the same segment: {line}"
+                            ),
+                        );
                     }
                     let a = attrs(&mut pl);
                     match attr(&a, "URI") {
@@ -301,14 +388,22 @@ impl MediaPlaylist {
                 }
                 "#EXT-X-DISCONTINUITY" => {
                     if !cur.parts.is_empty() {
-                        err(&mut pl, "R5: EXT-X-DISCONTINUITY after an EXT-X-PART of the same segment".into());
+                        err(
+                            &mut pl,
+                            "R5: EXT-X-DISCONTINUITY after an EXT-X-PART of the same segment"
+                                .into(),
+                        );
                     }
                     cur.discontinuity = true;
                     cur_started = true;
                 }
                 "#EXT-X-PROGRAM-DATE-TIME" => {
                     if !cur.parts.is_empty() {
-                        err(&mut pl, "R5: EXT-X-PROGRAM-DATE-TIME after an EXT-X-PART of the same segment".into());
+                        err(
+                            &mut pl,
+                            "R5: EXT-X-PROGRAM-DATE-TIME after an EXT-X-PART of the same segment"
+                                .into(),
+                        );
                     }
                     let v = value.unwrap_or("");
                     cur.pdt = Some(v.to_string());
@@ -345,7 +440,8 @@ impl MediaPlaylist {
                     }
                     cur_started = true;
                 }
-                "#EXT-X-KEY" | "#EXT-X-BYTERANGE" | "#EXT-X-GAP" | "#EXT-X-BITRATE" | "#EXT-X-DATERANGE" => {
+                "#EXT-X-KEY" | "#EXT-X-BYTERANGE" | "#EXT-X-GAP" | "#EXT-X-BITRATE"
+                | "#EXT-X-DATERANGE" => {
                     cur_started = true;
                 }
                 _ => {}
@@ -358,7 +454,10 @@ impl MediaPlaylist {
             if cur.parts.is_empty() {
                 // Only tags (e.g. a PDT with no part yet): not a segment.
                 if cur.pdt.is_some() || cur.discontinuity {
-                    err(&mut pl, "R5: segment tags at the end with no part or URI".into());
+                    err(
+                        &mut pl,
+                        "R5: segment tags at the end with no part or URI".into(),
+                    );
                 }
             } else {
                 cur.map = map.clone();
@@ -395,12 +494,19 @@ impl MediaPlaylist {
 
     /// The PART preload hint URI.
     pub fn part_hint(&self) -> Option<String> {
-        self.hints.iter().find(|h| attr(h, "TYPE") == Some("PART")).and_then(|h| attr(h, "URI")).map(str::to_string)
+        self.hints
+            .iter()
+            .find(|h| attr(h, "TYPE") == Some("PART"))
+            .and_then(|h| attr(h, "URI"))
+            .map(str::to_string)
     }
 
     /// All listed parts in order with their (msn, index).
     pub fn parts(&self) -> Vec<(u64, usize, &Part)> {
-        self.segments.iter().flat_map(|s| s.parts.iter().enumerate().map(move |(i, p)| (s.msn, i, p))).collect()
+        self.segments
+            .iter()
+            .flat_map(|s| s.parts.iter().enumerate().map(move |(i, p)| (s.msn, i, p)))
+            .collect()
     }
 
     /// Where hls.js would ask next: (msn, part) of the part after the last listed one.
@@ -414,7 +520,10 @@ impl MediaPlaylist {
 
     /// True if part (msn, n) or a later one is listed (rule 8b).
     pub fn has_part_or_later(&self, msn: u64, n: usize) -> bool {
-        self.segments.iter().any(|s| (s.msn == msn && (s.parts.len() > n || (s.complete() && s.parts.is_empty() && n == 0))) || (s.msn > msn))
+        self.segments.iter().any(|s| {
+            (s.msn == msn && (s.parts.len() > n || (s.complete() && s.parts.is_empty() && n == 0)))
+                || (s.msn > msn)
+        })
     }
 
     pub fn sc(&self, name: &str) -> Option<&str> {
@@ -427,7 +536,10 @@ impl MediaPlaylist {
 
     /// Duration of the listed media: complete segments plus the open segment's parts.
     pub fn listed_duration(&self) -> f64 {
-        self.segments.iter().map(|s| s.extinf.unwrap_or_else(|| s.parts_sum())).sum()
+        self.segments
+            .iter()
+            .map(|s| s.extinf.unwrap_or_else(|| s.parts_sum()))
+            .sum()
     }
 }
 
@@ -442,7 +554,10 @@ pub struct Rules {
 
 impl Default for Rules {
     fn default() -> Self {
-        Rules { pdt_tolerance: 0.25, live: true }
+        Rules {
+            pdt_tolerance: 0.25,
+            live: true,
+        }
     }
 }
 
@@ -463,7 +578,12 @@ pub fn check(pl: &MediaPlaylist, r: &Rules) -> Vec<String> {
     let t = pl.target;
     // R2: version.
     let ver = pl.version.unwrap_or(1);
-    if pl.segments.iter().any(|s| s.extinf.is_some_and(|d| d.fract() != 0.0)) && ver < 3 {
+    if pl
+        .segments
+        .iter()
+        .any(|s| s.extinf.is_some_and(|d| d.fract() != 0.0))
+        && ver < 3
+    {
         v.push(format!("R2: float EXTINF needs VERSION >= 3 (has {ver})"));
     }
     if pl.segments.iter().any(|s| s.map_here) && ver < 6 {
@@ -480,12 +600,22 @@ pub fn check(pl: &MediaPlaylist, r: &Rules) -> Vec<String> {
             for s in pl.complete() {
                 let d = s.extinf.unwrap();
                 if d >= t as f64 + 0.5 {
-                    v.push(format!("R3: segment {} EXTINF {d} rounds above TARGETDURATION {t}", s.msn));
+                    v.push(format!(
+                        "R3: segment {} EXTINF {d} rounds above TARGETDURATION {t}",
+                        s.msn
+                    ));
                 }
             }
-            let open: f64 = pl.segments.iter().filter(|s| !s.complete()).map(|s| s.parts_sum()).sum();
+            let open: f64 = pl
+                .segments
+                .iter()
+                .filter(|s| !s.complete())
+                .map(|s| s.parts_sum())
+                .sum();
             if open >= t as f64 + 0.5 {
-                v.push(format!("R3: open segment already {open} s > TARGETDURATION {t}"));
+                v.push(format!(
+                    "R3: open segment already {open} s > TARGETDURATION {t}"
+                ));
             }
         }
     }
@@ -501,17 +631,30 @@ pub fn check(pl: &MediaPlaylist, r: &Rules) -> Vec<String> {
         for s in &pl.segments {
             for (i, part) in s.parts.iter().enumerate() {
                 if us(part.duration) > us(p) {
-                    v.push(format!("R4: part {} of segment {} ({}) lasts {} > PART-TARGET {p}", i, s.msn, part.uri, part.duration));
+                    v.push(format!(
+                        "R4: part {} of segment {} ({}) lasts {} > PART-TARGET {p}",
+                        i, s.msn, part.uri, part.duration
+                    ));
                 }
                 if part.duration <= 0.0 {
-                    v.push(format!("R4: part {} has duration {}", part.uri, part.duration));
+                    v.push(format!(
+                        "R4: part {} has duration {}",
+                        part.uri, part.duration
+                    ));
                 }
                 let last_of_parent = i + 1 == s.parts.len() && s.complete();
                 let last_listed_open = i + 1 == s.parts.len() && !s.complete();
                 let before_gap = s.parts.get(i + 1).is_some_and(|n| n.gap);
-                let exempt = part.independent || part.gap || before_gap || last_of_parent || last_listed_open;
+                let exempt = part.independent
+                    || part.gap
+                    || before_gap
+                    || last_of_parent
+                    || last_listed_open;
                 if !exempt && part.duration < 0.85 * p - 1e-6 {
-                    v.push(format!("R4: part {} of segment {} ({}) lasts {} < 0.85 x PART-TARGET {p}", i, s.msn, part.uri, part.duration));
+                    v.push(format!(
+                        "R4: part {} of segment {} ({}) lasts {} < 0.85 x PART-TARGET {p}",
+                        i, s.msn, part.uri, part.duration
+                    ));
                 }
             }
         }
@@ -522,7 +665,10 @@ pub fn check(pl: &MediaPlaylist, r: &Rules) -> Vec<String> {
             let sum = s.parts_sum();
             let d = s.extinf.unwrap();
             if (sum - d).abs() > 0.001 {
-                v.push(format!("R5: segment {} parts sum to {sum:.5} but EXTINF is {d}", s.msn));
+                v.push(format!(
+                    "R5: segment {} parts sum to {sum:.5} but EXTINF is {d}",
+                    s.msn
+                ));
             }
         }
     }
@@ -545,7 +691,9 @@ pub fn check(pl: &MediaPlaylist, r: &Rules) -> Vec<String> {
     if let Some(t) = t {
         match (pl.sc("CAN-SKIP-UNTIL"), pl.sc_f64("CAN-SKIP-UNTIL")) {
             (Some(raw), None) => v.push(format!("R6: CAN-SKIP-UNTIL {raw:?} is not a number")),
-            (_, Some(csu)) if csu < 6.0 * t as f64 => v.push(format!("R6: CAN-SKIP-UNTIL {csu} < 6 x TARGETDURATION {t}")),
+            (_, Some(csu)) if csu < 6.0 * t as f64 => {
+                v.push(format!("R6: CAN-SKIP-UNTIL {csu} < 6 x TARGETDURATION {t}"))
+            }
             _ => {}
         }
     }
@@ -609,9 +757,14 @@ pub fn check(pl: &MediaPlaylist, r: &Rules) -> Vec<String> {
                     v.push(format!("R10: hinted part {h} is already listed"));
                 }
                 // hlsd numbers parts run-wide: the hint must name the part after the last one.
-                if let (Some(hn), Some(ln)) = (part_number(&h), part_number(&parts.last().unwrap().2.uri)) {
+                if let (Some(hn), Some(ln)) =
+                    (part_number(&h), part_number(&parts.last().unwrap().2.uri))
+                {
                     if hn != ln + 1 {
-                        v.push(format!("R10: hint {h} is not the part after the last listed part {}", parts.last().unwrap().2.uri));
+                        v.push(format!(
+                            "R10: hint {h} is not the part after the last listed part {}",
+                            parts.last().unwrap().2.uri
+                        ));
                     }
                 }
             }
@@ -621,7 +774,10 @@ pub fn check(pl: &MediaPlaylist, r: &Rules) -> Vec<String> {
     for w in parts.windows(2) {
         if let (Some(a), Some(b)) = (part_number(&w[0].2.uri), part_number(&w[1].2.uri)) {
             if b != a + 1 {
-                v.push(format!("parts {} and {} are not consecutive", w[0].2.uri, w[1].2.uri));
+                v.push(format!(
+                    "parts {} and {} are not consecutive",
+                    w[0].2.uri, w[1].2.uri
+                ));
             }
         }
     }
@@ -629,7 +785,10 @@ pub fn check(pl: &MediaPlaylist, r: &Rules) -> Vec<String> {
     for s in &pl.segments {
         if let Some(first) = s.parts.first() {
             if !first.independent {
-                v.push(format!("R11: first part {} of segment {} lacks INDEPENDENT=YES", first.uri, s.msn));
+                v.push(format!(
+                    "R11: first part {} of segment {} lacks INDEPENDENT=YES",
+                    first.uri, s.msn
+                ));
             }
         }
     }
@@ -639,7 +798,10 @@ pub fn check(pl: &MediaPlaylist, r: &Rules) -> Vec<String> {
         for s in pl.segments.iter().rev() {
             from_end += s.extinf.unwrap_or_else(|| s.parts_sum());
             if !s.parts.is_empty() && from_end > 4.0 * t as f64 + 1e-6 {
-                v.push(format!("R12: segment {} still lists parts {from_end:.2} s from the end", s.msn));
+                v.push(format!(
+                    "R12: segment {} still lists parts {from_end:.2} s from the end",
+                    s.msn
+                ));
             }
         }
     }
@@ -647,9 +809,15 @@ pub fn check(pl: &MediaPlaylist, r: &Rules) -> Vec<String> {
     for s in &pl.segments {
         if s.pdt.is_none() {
             if r.live {
-                v.push(format!("R14: segment {} has no EXT-X-PROGRAM-DATE-TIME", s.msn));
+                v.push(format!(
+                    "R14: segment {} has no EXT-X-PROGRAM-DATE-TIME",
+                    s.msn
+                ));
             } else if s.discontinuity && pl.segments.iter().any(|x| x.pdt.is_some()) {
-                v.push(format!("R14: DISCONTINUITY segment {} has no EXT-X-PROGRAM-DATE-TIME", s.msn));
+                v.push(format!(
+                    "R14: DISCONTINUITY segment {} has no EXT-X-PROGRAM-DATE-TIME",
+                    s.msn
+                ));
             }
         }
     }
@@ -661,7 +829,10 @@ pub fn check(pl: &MediaPlaylist, r: &Rules) -> Vec<String> {
         if let (Some(pa), Some(pb), Some(d)) = (a.pdt_ms, b.pdt_ms, a.extinf) {
             let delta = (pb - pa) as f64 / 1000.0;
             if (delta - d).abs() > r.pdt_tolerance {
-                v.push(format!("R14: PDT of segment {} is {delta:.3} s after segment {}'s, but EXTINF is {d}", b.msn, a.msn));
+                v.push(format!(
+                    "R14: PDT of segment {} is {delta:.3} s after segment {}'s, but EXTINF is {d}",
+                    b.msn, a.msn
+                ));
             }
         }
     }
@@ -679,11 +850,17 @@ pub fn check(pl: &MediaPlaylist, r: &Rules) -> Vec<String> {
         v.push("R16: no EXT-X-MEDIA-SEQUENCE".into());
     }
     if r.live && pl.playlist_type.is_some() {
-        v.push(format!("R16: PLAYLIST-TYPE {:?} on a sliding window", pl.playlist_type));
+        v.push(format!(
+            "R16: PLAYLIST-TYPE {:?} on a sliding window",
+            pl.playlist_type
+        ));
     }
     for w in pl.segments.windows(2) {
         if w[0].map != w[1].map && !w[1].discontinuity {
-            v.push(format!("R17: init changes at segment {} without EXT-X-DISCONTINUITY", w[1].msn));
+            v.push(format!(
+                "R17: init changes at segment {} without EXT-X-DISCONTINUITY",
+                w[1].msn
+            ));
         }
     }
     if pl.endlist && pl.segments.last().is_some_and(|s| !s.complete()) {
@@ -697,7 +874,11 @@ pub fn assert_valid(text: &str, r: &Rules) -> MediaPlaylist {
     let pl = MediaPlaylist::parse(text);
     let mut v = check(&pl, r);
     v.extend(m3u8_cross_check(&pl));
-    assert!(v.is_empty(), "LL-HLS rule violations:\n  {}\nplaylist:\n{text}", v.join("\n  "));
+    assert!(
+        v.is_empty(),
+        "LL-HLS rule violations:\n  {}\nplaylist:\n{text}",
+        v.join("\n  ")
+    );
     pl
 }
 
@@ -706,14 +887,22 @@ pub fn m3u8_cross_check(pl: &MediaPlaylist) -> Vec<String> {
     let mut v = Vec::new();
     let parsed = match m3u8_rs::parse_playlist_res(pl.text.as_bytes()) {
         Ok(m3u8_rs::Playlist::MediaPlaylist(m)) => m,
-        Ok(m3u8_rs::Playlist::MasterPlaylist(_)) => return vec!["m3u8-rs: parsed as a multivariant playlist".into()],
+        Ok(m3u8_rs::Playlist::MasterPlaylist(_)) => {
+            return vec!["m3u8-rs: parsed as a multivariant playlist".into()]
+        }
         Err(e) => return vec![format!("m3u8-rs rejects the playlist: {e:?}")],
     };
     if Some(parsed.target_duration) != pl.target {
-        v.push(format!("m3u8-rs: TARGETDURATION {} vs {:?}", parsed.target_duration, pl.target));
+        v.push(format!(
+            "m3u8-rs: TARGETDURATION {} vs {:?}",
+            parsed.target_duration, pl.target
+        ));
     }
     if parsed.media_sequence != pl.media_sequence.unwrap_or(0) {
-        v.push(format!("m3u8-rs: MEDIA-SEQUENCE {} vs {:?}", parsed.media_sequence, pl.media_sequence));
+        v.push(format!(
+            "m3u8-rs: MEDIA-SEQUENCE {} vs {:?}",
+            parsed.media_sequence, pl.media_sequence
+        ));
     }
     if parsed.end_list != pl.endlist {
         v.push("m3u8-rs: ENDLIST disagrees".into());
@@ -723,7 +912,11 @@ pub fn m3u8_cross_check(pl: &MediaPlaylist) -> Vec<String> {
     }
     let mine: Vec<&Segment> = pl.complete().collect();
     if parsed.segments.len() != mine.len() {
-        v.push(format!("m3u8-rs: {} segments vs {}", parsed.segments.len(), mine.len()));
+        v.push(format!(
+            "m3u8-rs: {} segments vs {}",
+            parsed.segments.len(),
+            mine.len()
+        ));
     } else {
         for (a, b) in parsed.segments.iter().zip(mine) {
             if Some(&a.uri) != b.uri.as_ref() {
@@ -740,12 +933,21 @@ pub fn m3u8_cross_check(pl: &MediaPlaylist) -> Vec<String> {
             }
             if let (Some(ad), Some(ms)) = (a.program_date_time, b.pdt_ms) {
                 if ad.timestamp_millis() != ms {
-                    v.push(format!("m3u8-rs: PDT of {} is {} vs {ms}", a.uri, ad.timestamp_millis()));
+                    v.push(format!(
+                        "m3u8-rs: PDT of {} is {} vs {ms}",
+                        a.uri,
+                        ad.timestamp_millis()
+                    ));
                 }
             }
             let n_parts = a.unknown_tags.iter().filter(|t| t.tag == "X-PART").count();
             if n_parts != b.parts.len() {
-                v.push(format!("m3u8-rs: {} EXT-X-PART tags on {} vs {}", n_parts, a.uri, b.parts.len()));
+                v.push(format!(
+                    "m3u8-rs: {} EXT-X-PART tags on {} vs {}",
+                    n_parts,
+                    a.uri,
+                    b.parts.len()
+                ));
             }
         }
     }
@@ -791,7 +993,14 @@ impl Tracker {
     /// Checks `pl` against earlier reloads; panics on violations.
     pub fn observe(&mut self, pl: &MediaPlaylist) {
         let v = self.observe_collect(pl);
-        assert!(v.is_empty(), "LL-HLS reload violations (reload {}):\n  {}\nplaylist:\n{}\nprevious:\n{}", self.reloads, v.join("\n  "), pl.text, self.prev.as_ref().map(|p| p.text.as_str()).unwrap_or(""));
+        assert!(
+            v.is_empty(),
+            "LL-HLS reload violations (reload {}):\n  {}\nplaylist:\n{}\nprevious:\n{}",
+            self.reloads,
+            v.join("\n  "),
+            pl.text,
+            self.prev.as_ref().map(|p| p.text.as_str()).unwrap_or("")
+        );
         self.prev = Some(pl.clone());
     }
 
@@ -804,29 +1013,50 @@ impl Tracker {
         }
         if let Some(prev) = &self.prev {
             if pl.target != prev.target {
-                v.push(format!("R3: TARGETDURATION changed {:?} -> {:?}", prev.target, pl.target));
+                v.push(format!(
+                    "R3: TARGETDURATION changed {:?} -> {:?}",
+                    prev.target, pl.target
+                ));
             }
             if pl.part_inf_raw != prev.part_inf_raw {
-                v.push(format!("R4: PART-INF changed {:?} -> {:?}", prev.part_inf_raw, pl.part_inf_raw));
+                v.push(format!(
+                    "R4: PART-INF changed {:?} -> {:?}",
+                    prev.part_inf_raw, pl.part_inf_raw
+                ));
             }
             if pl.server_control_raw != prev.server_control_raw {
-                v.push(format!("R4/R6: SERVER-CONTROL changed {:?} -> {:?}", prev.server_control_raw, pl.server_control_raw));
+                v.push(format!(
+                    "R4/R6: SERVER-CONTROL changed {:?} -> {:?}",
+                    prev.server_control_raw, pl.server_control_raw
+                ));
             }
-            let (pms, nms) = (prev.media_sequence.unwrap_or(0), pl.media_sequence.unwrap_or(0));
+            let (pms, nms) = (
+                prev.media_sequence.unwrap_or(0),
+                pl.media_sequence.unwrap_or(0),
+            );
             if nms < pms {
                 v.push(format!("R16: MEDIA-SEQUENCE decreased {pms} -> {nms}"));
             }
-            let (pd, nd) = (prev.discontinuity_sequence.unwrap_or(0), pl.discontinuity_sequence.unwrap_or(0));
+            let (pd, nd) = (
+                prev.discontinuity_sequence.unwrap_or(0),
+                pl.discontinuity_sequence.unwrap_or(0),
+            );
             if nms >= pms {
                 // DISCONTINUITY-SEQUENCE grows by the discontinuities that left the window.
                 let prev_last = prev.segments.last().map(|s| s.msn + 1).unwrap_or(pms);
                 if nms <= prev_last {
-                    let left = prev.segments.iter().filter(|s| s.msn < nms && s.discontinuity).count() as u64;
+                    let left = prev
+                        .segments
+                        .iter()
+                        .filter(|s| s.msn < nms && s.discontinuity)
+                        .count() as u64;
                     if nd != pd + left {
                         v.push(format!("R17: DISCONTINUITY-SEQUENCE {pd} -> {nd}, but {left} discontinuities left the window"));
                     }
                 } else if nd < pd {
-                    v.push(format!("R17: DISCONTINUITY-SEQUENCE decreased {pd} -> {nd}"));
+                    v.push(format!(
+                        "R17: DISCONTINUITY-SEQUENCE decreased {pd} -> {nd}"
+                    ));
                 }
             }
             if prev.endlist {
@@ -836,8 +1066,14 @@ impl Tracker {
                     v.push("an ended playlist changed".into());
                 }
             }
-            let prev_end = prev.segments.last().map(|s| (s.msn, s.parts.len(), s.complete()));
-            let new_end = pl.segments.last().map(|s| (s.msn, s.parts.len(), s.complete()));
+            let prev_end = prev
+                .segments
+                .last()
+                .map(|s| (s.msn, s.parts.len(), s.complete()));
+            let new_end = pl
+                .segments
+                .last()
+                .map(|s| (s.msn, s.parts.len(), s.complete()));
             if let (Some(a), Some(b)) = (prev_end, new_end) {
                 if b.0 < a.0 || (b.0 == a.0 && !b.2 && (a.2 || b.1 < a.1)) {
                     v.push(format!("R16: playlist end went backwards: {a:?} -> {b:?}"));
@@ -847,11 +1083,16 @@ impl Tracker {
         }
         let flat = pl.parts();
         self.hints.retain(|(last, hint)| {
-            let Some(i) = flat.iter().position(|(_, _, p)| &p.uri == last) else { return true };
+            let Some(i) = flat.iter().position(|(_, _, p)| &p.uri == last) else {
+                return true;
+            };
             match flat.get(i + 1) {
                 Some((_, _, next)) => {
                     if &next.uri != hint {
-                        v.push(format!("R10: the part after {last} is {} but {hint} was hinted", next.uri));
+                        v.push(format!(
+                            "R10: the part after {last} is {} but {hint} was hinted",
+                            next.uri
+                        ));
                     } else {
                         self.hints_confirmed += 1;
                     }
@@ -870,12 +1111,18 @@ impl Tracker {
         // R16: never shrink (Apple: >= 6 segments once reached; never below 3 T).
         let complete = pl.complete().count();
         if complete < self.max_complete.min(6) {
-            v.push(format!("R16: {complete} segments listed after {} were", self.max_complete));
+            v.push(format!(
+                "R16: {complete} segments listed after {} were",
+                self.max_complete
+            ));
         }
         let listed: f64 = pl.complete().map(|s| s.extinf.unwrap()).sum();
         let three_t = 3.0 * pl.target.unwrap_or(1) as f64;
         if listed + 1e-6 < self.max_listed.min(three_t) {
-            v.push(format!("R16: playlist shrank to {listed:.3} s (had {:.3} s; floor 3T = {three_t})", self.max_listed));
+            v.push(format!(
+                "R16: playlist shrank to {listed:.3} s (had {:.3} s; floor 3T = {three_t})",
+                self.max_listed
+            ));
         }
         self.max_complete = self.max_complete.max(complete);
         self.max_listed = self.max_listed.max(listed);
@@ -904,7 +1151,9 @@ impl Tracker {
     pub fn consistency(&self, pl: &MediaPlaylist) -> Vec<String> {
         let mut v = Vec::new();
         for s in &pl.segments {
-            let Some(e) = self.seen.get(&s.msn) else { continue };
+            let Some(e) = self.seen.get(&s.msn) else {
+                continue;
+            };
             if let (Some(a), Some(b)) = (&e.uri, &s.uri) {
                 if a != b {
                     v.push(format!("R16: MSN {} was {a}, now {b}", s.msn));
@@ -919,17 +1168,28 @@ impl Tracker {
                 v.push(format!("R16: segment {} was complete, now open", s.msn));
             }
             if e.pdt != s.pdt && s.pdt.is_some() {
-                v.push(format!("R14/R16: PDT of MSN {} changed {:?} -> {:?}", s.msn, e.pdt, s.pdt));
+                v.push(format!(
+                    "R14/R16: PDT of MSN {} changed {:?} -> {:?}",
+                    s.msn, e.pdt, s.pdt
+                ));
             }
             if e.discontinuity != s.discontinuity {
                 v.push(format!("R16/R17: DISCONTINUITY of MSN {} changed", s.msn));
             }
             if e.map != s.map {
-                v.push(format!("R16: MAP of MSN {} changed {:?} -> {:?}", s.msn, e.map, s.map));
+                v.push(format!(
+                    "R16: MAP of MSN {} changed {:?} -> {:?}",
+                    s.msn, e.map, s.map
+                ));
             }
             let n = e.parts.len().min(s.parts.len());
             if !s.parts.is_empty() && e.parts[..n] != s.parts[..n] {
-                v.push(format!("R16: parts of MSN {} changed: {:?} -> {:?}", s.msn, &e.parts[..n], &s.parts[..n]));
+                v.push(format!(
+                    "R16: parts of MSN {} changed: {:?} -> {:?}",
+                    s.msn,
+                    &e.parts[..n],
+                    &s.parts[..n]
+                ));
             }
         }
         v

@@ -200,14 +200,20 @@ export async function waitForSegments(baseUrl, segments, timeoutMs = 30_000) {
   const media = multivariant.split('\n').map((l) => l.trim()).find((l) => l && !l.startsWith('#'));
   if (!media) throw new Error(`no media playlist in the multivariant playlist:\n${multivariant}`);
   const url = new URL(media, new URL('stream.m3u8', baseUrl));
-  url.searchParams.set('_HLS_msn', String(segments - 1));
+  // One segment at a time: asking more than two segments ahead is a 400 (RFC 8216bis 6.2.5.2).
+  let msn = 0;
   let last = '';
   while (Date.now() < deadline) {
+    url.searchParams.set('_HLS_msn', String(msn));
     const res = await fetch(url, { signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())) });
     last = `${res.status} ${await res.text()}`;
-    // 200 once the segment exists; 503 when the server gave up holding (ask again).
-    if (res.status === 200 && (last.match(/#EXTINF/g) || []).length >= segments) return;
-    if (res.status !== 503 && res.status !== 200) break;
+    // 200 once segment `msn` exists; 503 when the server gave up holding (ask again).
+    if (res.status === 200) {
+      if ((last.match(/#EXTINF/g) || []).length >= segments) return;
+      msn += 1;
+    } else if (res.status !== 503) {
+      break;
+    }
   }
   throw new Error(`stream did not reach ${segments} segments within ${timeoutMs} ms; last answer: ${last.slice(0, 2000)}`);
 }
@@ -231,17 +237,22 @@ export async function launchBrowser() {
 }
 
 /**
- * Opens `url` in a new page and collects console errors and uncaught exceptions.
+ * Opens `url` in a new page and collects console errors and uncaught exceptions (and, in
+ * consoleLog, every console message).
  */
 export async function openPlayer(browser, url) {
   const page = await browser.context.newPage();
   const consoleErrors = [];
+  const consoleLog = []; // everything, for a failure's artifacts (with ?debug=1: hls.js's log)
+  const t0 = Date.now();
   page.on('console', (m) => {
     if (m.type() === 'error') consoleErrors.push(m.text());
+    consoleLog.push(`${new Date().toISOString()} +${Date.now() - t0} ${m.type()} ${m.text()}`);
+    if (consoleLog.length > 50_000) consoleLog.shift();
   });
   page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
   await page.goto(url, { waitUntil: 'load' });
-  return { page, consoleErrors };
+  return { page, consoleErrors, consoleLog };
 }
 
 /** The player's stats plus the video element's clock. */

@@ -8,7 +8,7 @@
 // (HLSD_BIN, HLSD_FIXTURES, CHROMIUM, E2E_ARTIFACTS, E2E_SECONDS override the defaults.)
 
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import {
@@ -29,10 +29,14 @@ const SAMPLE_MS = 500;
 const START_TIMEOUT_MS = 30_000;
 const TEST_TIMEOUT_MS = (SECONDS + 90) * 1000;
 
-/** A source that stops after 8 s, stays away 3 s, and is restarted by hlsd: again and again. */
+/**
+ * A source that stops after 6 s and stays away 6 s (longer than the player's 4 s "offline"
+ * threshold, shorter than hlsd's 10 s stall timeout), then exits and is restarted by hlsd: again
+ * and again, about every 12.5 s.
+ */
 const INTERRUPTED_SOURCE =
-  'ffmpeg -hide_banner -loglevel error -nostdin -re -f lavfi -i testsrc2=size=640x360:rate=30 -t 8 ' +
-  '-c:v libx264 -preset veryfast -tune zerolatency -bf 0 -g 30 -pix_fmt yuv420p -f h264 -; exec sleep 3';
+  'ffmpeg -hide_banner -loglevel error -nostdin -re -f lavfi -i testsrc2=size=640x360:rate=30 -t 6 ' +
+  '-c:v libx264 -preset veryfast -tune zerolatency -bf 0 -g 30 -pix_fmt yuv420p -f h264 -; exec sleep 6';
 
 /**
  * Starts hlsd with `args`, plays the page for SECONDS and returns what was seen. Always stops
@@ -46,7 +50,9 @@ async function watch(t, name, args, { after, settleMs = 0 } = {}) {
     t.diagnostic(`hlsd ${args.join(' ')} at ${hlsd.url}`);
     // Join a running stream, as viewers do.
     await waitForSegments(hlsd.url, 2);
-    const { page, consoleErrors } = await openPlayer(browser, hlsd.url);
+    // E2E_DEBUG=1: hls.js logs to the console, saved as an artifact when something stalls.
+    const pageUrl = process.env.E2E_DEBUG === '1' ? `${hlsd.url}?debug=1` : hlsd.url;
+    const { page, consoleErrors, consoleLog } = await openPlayer(browser, pageUrl);
     const playing = await waitForStats(page, (s) => s.state === 'playing' && s.framesDecoded > 0, START_TIMEOUT_MS).catch(
       async (e) => {
         await page.screenshot({ path: path.join(artifactsDir(), `${name}-failed-start.png`) });
@@ -64,6 +70,14 @@ async function watch(t, name, args, { after, settleMs = 0 } = {}) {
         `${end.width}x${end.height}, ${end.bitrateKbps} kb/s, ${end.stalls} stalls, ${end.reloads} reloads, ` +
         `${end.errors.length} hls.js errors, screenshot ${screenshot}`,
     );
+    if (end.stalls) {
+      const log = path.join(artifactsDir(), `${name}-console.log`);
+      writeFileSync(log, consoleLog.join('\n'));
+      t.diagnostic(
+        `${name}: stalls ${JSON.stringify(end.stallLog)} (window from ${new Date(start.at).toISOString()}); ` +
+          `hls.js errors ${JSON.stringify(end.errors)}; console log ${log}`,
+      );
+    }
     result = { start, samples, end, consoleErrors, hlsd };
     if (after) result.after = await after(page);
   } catch (e) {
@@ -137,23 +151,25 @@ test('fixture file (Pi 720p30, looped): live playback, no stalls, no errors', { 
 });
 
 test('source stopped and restarted: the page recovers on its own', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-  const { start, samples, end, consoleErrors, after } = await watch(t, 'source-restart', ['--source', `exec:${INTERRUPTED_SOURCE}`], {
-    // Wherever the window ended in the 11 s cycle, the page is playing again within one cycle.
-    after: (page) => waitForStats(page, (s) => s.state === 'playing' && s.latencyMs !== null, 15_000),
+  const { samples, end, consoleErrors, after } = await watch(t, 'source-restart', ['--source', `exec:${INTERRUPTED_SOURCE}`], {
+    // Wherever the window ended in the 12.5 s cycle, the page is playing again within one cycle.
+    after: (page) => waitForStats(page, (s) => s.state === 'playing' && s.latencyMs !== null, 20_000),
   });
   const states = samples.map((s) => s.state[0]).join('');
   t.diagnostic(`states (p=playing, s=stalled, o=offline, e=reconnecting, l=loading): ${states}`);
   t.diagnostic(`stalls ${JSON.stringify(end.stallLog)}; errors ${JSON.stringify(end.errors)}`);
 
-  // The interruption was seen (else this test tests nothing) ...
-  const interrupted = samples.findIndex((s) => s.state !== 'playing');
-  assert.ok(interrupted >= 0, 'the source went away 3 s every 8 s, yet playback never paused');
+  // The interruption was seen and told to the viewer (else this test tests nothing) ...
+  const interrupted = samples.findIndex((s) => s.state === 'offline');
+  assert.ok(interrupted >= 0, `the source went away for 6 s, yet the page never said it was offline: ${states}`);
+  assert.match(samples[interrupted].message, /offline/i, 'the offline message');
   // ... and playback came back after it, with no one touching the page.
-  const resumed = samples.slice(interrupted).find((s) => s.state === 'playing' && s.framesDecoded > samples[interrupted].framesDecoded);
+  // (framesDecoded restarts from 0 when the player rebuilds itself, so look for change.)
+  const resumed = samples.find(
+    (s, i) => i > interrupted && s.state === 'playing' && s.framesDecoded !== samples[i - 1].framesDecoded,
+  );
   assert.ok(resumed, `playback did not resume after the source came back: ${states}`);
-  assert.ok(longestFreeze(samples) <= 12_000, `frames stopped advancing for ${longestFreeze(samples)} ms`);
-  const frames = end.framesDecoded - start.framesDecoded;
-  assert.ok(frames >= SECONDS * 30 * 0.4, `only ${frames} frames decoded in ${SECONDS} s`);
+  assert.ok(longestFreeze(samples) <= 14_000, `frames stopped advancing for ${longestFreeze(samples)} ms`);
 
   // It ends playing live again, with latency measured.
   assert.ok(after.latencyMs > 0 && after.latencyMs < 10_000, `latency ${after.latencyMs} ms after recovery`);

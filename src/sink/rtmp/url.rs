@@ -1,0 +1,269 @@
+//! RTMP destination URLs: parsing into host/app/stream key, and the masked form that logs,
+//! metrics, `Debug` output and error messages use instead (a stream key lets anyone broadcast on
+//! the owner's channel, so it must never be printed).
+//!
+//! `rtmp[s]://HOST[:PORT]/APP[/INSTANCE]/STREAM-KEY`: as in ffmpeg and OBS, the last path
+//! component (with any `?query`) is the stream key (the `publish` name) and everything between
+//! the host and it is the application (the `connect` app). Default ports: 1935 (rtmp), 443 (rtmps).
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+
+/// What replaces the stream key in everything printed.
+pub const KEY_MASK: &str = "***";
+
+/// Why a destination URL cannot be used; never contains the stream key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("RTMP URL must start with rtmp:// or rtmps:// (got {0:?})")]
+    Scheme(String),
+    #[error("RTMP URL {0}: user:password@ credentials are not supported; put the key in the path")]
+    Credentials(String),
+    #[error("RTMP URL {0}: missing host")]
+    Host(String),
+    #[error("RTMP URL {0}: bad port {1:?}")]
+    Port(String, String),
+    #[error("RTMP URL {0}: expected /APP/STREAM-KEY after the host (e.g. rtmp://a.rtmp.youtube.com/live2/KEY)")]
+    Path(String),
+}
+
+/// A parsed `rtmp://` or `rtmps://` URL. `Debug` and `Display` show the masked form only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RtmpUrl {
+    raw: String,
+    /// RTMPS: RTMP inside TLS.
+    pub tls: bool,
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// Application name sent in `connect` (may contain `/`).
+    pub app: String,
+    key: String,
+}
+
+impl RtmpUrl {
+    /// The URL as given, stream key included: only for the connection itself.
+    pub fn expose(&self) -> &str {
+        &self.raw
+    }
+
+    /// The stream key (the `publish` name): only for the connection itself.
+    pub fn stream_key(&self) -> &str {
+        &self.key
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "rtmps"
+        } else {
+            "rtmp"
+        }
+    }
+
+    fn host_port(&self, always_port: bool) -> String {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let default = if self.tls { 443 } else { 1935 };
+        if always_port || self.port != default {
+            format!("{host}:{}", self.port)
+        } else {
+            host
+        }
+    }
+
+    /// `rtmp://host/app/***`: what logs and metrics show.
+    pub fn masked(&self) -> String {
+        format!("{}://{}/{}/{KEY_MASK}", self.scheme(), self.host_port(false), self.app)
+    }
+
+    /// The `tcUrl` of the `connect` command (`rtmp://host:port/app`, no key); some ingest
+    /// servers (YouTube among them) require it.
+    pub fn tc_url(&self) -> String {
+        format!("{}://{}/{}", self.scheme(), self.host_port(true), self.app)
+    }
+}
+
+impl FromStr for RtmpUrl {
+    type Err = UrlError;
+
+    fn from_str(s: &str) -> Result<Self, UrlError> {
+        let s = s.trim();
+        let (tls, rest) = match s.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rtmp") => (false, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("rtmps") => (true, rest),
+            // Show at most the scheme: what follows may well be a key.
+            Some((scheme, _)) => return Err(UrlError::Scheme(format!("{scheme}://..."))),
+            None => return Err(UrlError::Scheme("no scheme".into())),
+        };
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let shown = |what: &str| format!("{}://{authority}/{what}", if tls { "rtmps" } else { "rtmp" });
+        if authority.contains('@') {
+            // The part before '@' is a secret too.
+            let host = authority.rsplit('@').next().unwrap_or_default();
+            return Err(UrlError::Credentials(format!("{}://{KEY_MASK}@{host}/...", if tls { "rtmps" } else { "rtmp" })));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or_else(|| UrlError::Host(shown("...")))?;
+            (h, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(UrlError::Host(shown("...")));
+        }
+        let port = match port {
+            None => if tls { 443 } else { 1935 },
+            Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| UrlError::Port(shown("..."), p.into()))?,
+        };
+        let path = path.trim_end_matches('/');
+        let (app, key) = path.rsplit_once('/').ok_or_else(|| UrlError::Path(shown(KEY_MASK)))?;
+        let app = app.trim_matches('/');
+        if app.is_empty() || key.is_empty() {
+            return Err(UrlError::Path(shown(KEY_MASK)));
+        }
+        Ok(RtmpUrl { raw: s.to_string(), tls, host: host.to_string(), port, app: app.to_string(), key: key.to_string() })
+    }
+}
+
+impl fmt::Display for RtmpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl fmt::Debug for RtmpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RtmpUrl({})", self.masked())
+    }
+}
+
+/// One `--rtmp URL` / `[[rtmp]]` entry.
+///
+/// In the config file either a table (`[[rtmp]]` then `url = "rtmp://..."`) or a plain string in
+/// an array (`rtmp = ["rtmp://..."]`). It serialises as the table, stream key included (the
+/// config merge round-trips through TOML); `Debug` masks the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub url: RtmpUrl,
+}
+
+impl fmt::Debug for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Destination").field("url", &self.url).finish()
+    }
+}
+
+impl FromStr for Destination {
+    type Err = UrlError;
+    fn from_str(s: &str) -> Result<Self, UrlError> {
+        Ok(Destination { url: s.parse()? })
+    }
+}
+
+impl Serialize for Destination {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Table<'a> {
+            url: &'a str,
+        }
+        Table { url: self.url.expose() }.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Destination {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            url: String,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Destination;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an rtmp:// or rtmps:// URL, or a table with `url`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Destination, E> {
+                s.parse().map_err(E::custom)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Destination, A::Error> {
+                let t = Table::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                t.url.parse().map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ingest_urls() {
+        let u: RtmpUrl = "rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl".parse().unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port, u.app.as_str()), (false, "a.rtmp.youtube.com", 1935, "live2"));
+        assert_eq!(u.stream_key(), "abcd-efgh-ijkl");
+        assert_eq!(u.masked(), "rtmp://a.rtmp.youtube.com/live2/***");
+        assert_eq!(u.tc_url(), "rtmp://a.rtmp.youtube.com:1935/live2");
+
+        let u: RtmpUrl = "rtmps://live-api-s.facebook.com:443/rtmp/FB-123?s_bl=1".parse().unwrap();
+        assert_eq!((u.tls, u.port, u.app.as_str(), u.stream_key()), (true, 443, "rtmp", "FB-123?s_bl=1"));
+        assert_eq!(u.masked(), "rtmps://live-api-s.facebook.com/rtmp/***");
+
+        let u: RtmpUrl = "RTMP://127.0.0.1:19350/app/inst/key/".parse().unwrap();
+        assert_eq!((u.port, u.app.as_str(), u.stream_key()), (19350, "app/inst", "key"));
+        assert_eq!(u.masked(), "rtmp://127.0.0.1:19350/app/inst/***");
+
+        let u: RtmpUrl = "rtmp://[::1]:1936/live/k".parse().unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 1936));
+        assert_eq!(u.tc_url(), "rtmp://[::1]:1936/live");
+    }
+
+    #[test]
+    fn errors_never_show_the_key() {
+        for (bad, want) in [
+            ("http://host/live/SECRETKEY", "rtmp://"),
+            ("rtmp://host/SECRETKEY", "APP/STREAM-KEY"),
+            ("rtmp://host/live/", "APP/STREAM-KEY"),
+            ("rtmp://host:99999/live/SECRETKEY", "bad port"),
+            ("rtmp://user:SECRETKEY@host/live/x", "credentials"),
+            ("rtmp:///live/SECRETKEY", "missing host"),
+            ("SECRETKEY", "rtmp://"),
+        ] {
+            let e = bad.parse::<RtmpUrl>().unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+            assert!(!e.contains("SECRETKEY"), "{bad}: key leaked in {e}");
+        }
+    }
+
+    #[test]
+    fn debug_and_display_mask_the_key() {
+        let d: Destination = "rtmp://host/live/SECRETKEY".parse().unwrap();
+        assert!(!format!("{d:?} {} {:?}", d.url, d.url).contains("SECRETKEY"));
+        assert!(format!("{d:?}").contains("rtmp://host/live/***"));
+    }
+
+    #[test]
+    fn deserializes_from_string_or_table() {
+        #[derive(Deserialize, Serialize)]
+        struct C {
+            rtmp: Vec<Destination>,
+        }
+        let c: C = toml::from_str("rtmp = [\"rtmp://h/a/k1\", { url = \"rtmps://h/a/k2\" }]").unwrap();
+        assert_eq!(c.rtmp[1].url.stream_key(), "k2");
+        let c: C = toml::from_str("[[rtmp]]\nurl = \"rtmp://h/a/k1\"\n[[rtmp]]\nurl = \"rtmp://h/b/k2\"\n").unwrap();
+        assert_eq!(c.rtmp.len(), 2);
+        // Round trip (the config merge goes through a TOML table).
+        let back: C = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back.rtmp, c.rtmp);
+        let e = toml::from_str::<C>("[[rtmp]]\nurl = \"rtmp://h/a/k\"\nkey = 1\n").err().unwrap().to_string();
+        assert!(e.contains("unknown field"), "{e}");
+        let e = toml::from_str::<C>("[[rtmp]]\nurl = \"rtmp://h/SECRETKEY\"\n").err().unwrap().to_string();
+        assert!(e.contains("APP/STREAM-KEY") && !e.contains("SECRETKEY"), "{e}");
+    }
+}
