@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 want=(ca-certificates pkg-config gcc nodejs npm nasm clang libclang-dev linux-libc-dev)
 if [[ "${1:-}" == "--test" ]]; then
   want+=(ffmpeg chromium nginx time python3)
+  want+=(libnginx-mod-rtmp libnginx-mod-stream openssl)  # tests/rtmp.rs: RTMP relay, TLS front for rtmps
 fi
 
 missing=()

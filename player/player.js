@@ -49,6 +49,8 @@
   var SEEK_GRACE_MS = 1500;
   /** A larger playhead step between two ticks is a seek, not playback. */
   var MAX_PLAY_STEP_S = 1;
+  /** A smaller one is the playhead creeping within a stall (a fifth of a tick at normal rate). */
+  var MIN_PLAY_STEP_S = TICK_MS / 1000 / 5;
   /** Behind the target latency by more than this: offer "go live". */
   var BEHIND_LIVE_MARGIN_MS = 1500;
   /** Window over which the bitrate is measured. */
@@ -420,7 +422,7 @@
     var step = video.currentTime - lastTime;
     if (step !== 0) {
       // Playing moves the playhead by about TICK_MS times the rate; seeks jump or go back.
-      if (step > 0 && step < MAX_PLAY_STEP_S && lastTime >= 0 && !video.paused && !video.seeking) {
+      if (step > MIN_PLAY_STEP_S && step < MAX_PLAY_STEP_S && lastTime >= 0 && !video.paused && !video.seeking) {
         if (!hasPlayed) stats.startupMs = Math.round(t - startedAt);
         hasPlayed = true;
         lastProgressAt = t;

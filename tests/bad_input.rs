@@ -18,11 +18,25 @@ fn assert_fails(source: &str, extra: &[&str], needles: &[&str]) -> String {
     let mut args = vec!["--listen", "127.0.0.1:0", "--source", source];
     args.extend_from_slice(extra);
     let (st, err) = Hlsd::run_to_exit(&args, EXIT_TIMEOUT);
-    assert!(!err.contains("panicked"), "hlsd panicked on {source}:\n{err}");
-    assert_eq!(st.code(), Some(1), "{source}: exit status {st:?}; stderr:\n{err}");
-    let last = err.lines().rev().find(|l| l.starts_with("hlsd: ")).unwrap_or_else(|| panic!("{source}: no 'hlsd: ...' error line:\n{err}"));
+    assert!(
+        !err.contains("panicked"),
+        "hlsd panicked on {source}:\n{err}"
+    );
+    assert_eq!(
+        st.code(),
+        Some(1),
+        "{source}: exit status {st:?}; stderr:\n{err}"
+    );
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("hlsd: "))
+        .unwrap_or_else(|| panic!("{source}: no 'hlsd: ...' error line:\n{err}"));
     for n in needles {
-        assert!(last.contains(n), "{source}: error line should mention {n:?}: {last}");
+        assert!(
+            last.contains(n),
+            "{source}: error line should mention {n:?}: {last}"
+        );
     }
     last.to_string()
 }
@@ -35,14 +49,23 @@ fn stdin_fails(data: Vec<u8>, extra: &[&str], needles: &[&str]) {
     let w = std::thread::spawn(move || {
         let _ = stdin.write_all(&data);
     });
-    let st = srv.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| panic!("stdin: hlsd still running:\n{}", srv.stderr()));
+    let st = srv
+        .wait_exit(EXIT_TIMEOUT)
+        .unwrap_or_else(|| panic!("stdin: hlsd still running:\n{}", srv.stderr()));
     w.join().unwrap();
     let err = srv.stderr();
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(st.code(), Some(1), "stdin: exit status {st:?}:\n{err}");
-    let last = err.lines().rev().find(|l| l.starts_with("hlsd: ")).unwrap_or_else(|| panic!("no error line:\n{err}"));
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("hlsd: "))
+        .unwrap_or_else(|| panic!("no error line:\n{err}"));
     for n in needles {
-        assert!(last.contains(n), "stdin: error line should mention {n:?}: {last}");
+        assert!(
+            last.contains(n),
+            "stdin: error line should mention {n:?}: {last}"
+        );
     }
 }
 
@@ -99,7 +122,11 @@ async fn random_bytes_exec_restarts_without_panic() {
     let f = write(dir.path(), "noise.bin", &pseudo_random(100_000, 3));
     let srv = Hlsd::start(&["--source", &format!("exec:cat {f}")]);
     // The encoder "exits" after each noise dump: it is restarted (0.5 s, then 1 s backoff).
-    assert!(srv.wait_stderr("restarting", Duration::from_secs(20)), "{}", srv.stderr());
+    assert!(
+        srv.wait_stderr("restarting", Duration::from_secs(20)),
+        "{}",
+        srv.stderr()
+    );
     let c = client();
     let h = get(&c, &srv.url("/healthz")).await;
     assert_eq!(h.status, 200);
@@ -173,7 +200,10 @@ async fn pictures_before_the_first_sps_are_skipped() {
     let pl = assert_valid(&pl.text, &Rules::default());
     let groups = probe_playlist(&c, &srv.base, &pl, dir.path()).await;
     assert_eq!(groups.len(), 1);
-    assert_eq!(groups[0].1, 60, "only the 60 frames after the first SPS/PPS");
+    assert_eq!(
+        groups[0].1, 60,
+        "only the 60 frames after the first SPS/PPS"
+    );
     assert_eq!(groups[0].0.frames, 60);
     srv.assert_no_panic();
 }
@@ -190,8 +220,16 @@ async fn b_frames_are_refused_with_the_fix() {
     stdin_fails(data, &[], &["B-frames", "-bf 0"]);
     // exec: logged with the fix, and the encoder is restarted.
     let srv = Hlsd::start(&["--source", &format!("exec:cat {}", src.display())]);
-    assert!(srv.wait_stderr("-bf 0", Duration::from_secs(20)), "exec with B-frames:\n{}", srv.stderr());
-    assert!(srv.wait_stderr("restarting", Duration::from_secs(20)), "{}", srv.stderr());
+    assert!(
+        srv.wait_stderr("-bf 0", Duration::from_secs(20)),
+        "exec with B-frames:\n{}",
+        srv.stderr()
+    );
+    assert!(
+        srv.wait_stderr("restarting", Duration::from_secs(20)),
+        "{}",
+        srv.stderr()
+    );
     let h = get(&client(), &srv.url("/healthz")).await;
     assert_eq!(h.status, 200);
     srv.assert_no_panic();
@@ -201,7 +239,11 @@ async fn b_frames_are_refused_with_the_fix() {
 fn missing_frame_rate_names_the_option() {
     // The 1080p capture has no VUI timing: without --framerate hlsd cannot time it.
     let f = fixture(FIXTURE_1080P);
-    assert_fails(&format!("file:{}", f.display()), &["--no-pace"], &["--framerate"]);
+    assert_fails(
+        &format!("file:{}", f.display()),
+        &["--no-pace"],
+        &["--framerate"],
+    );
 }
 
 /// A resolution change mid-stream: a new init segment, EXT-X-DISCONTINUITY and a new EXT-X-MAP;
@@ -223,7 +265,11 @@ async fn resolution_change_is_a_discontinuity_with_a_new_init() {
     let segs: Vec<_> = pl.complete().collect();
     assert_eq!(segs.len(), 4, "{}", pl.text);
     assert!(!segs[0].discontinuity && !segs[1].discontinuity && !segs[3].discontinuity);
-    assert!(segs[2].discontinuity && segs[2].map_here, "the new format needs DISCONTINUITY and a new MAP:\n{}", pl.text);
+    assert!(
+        segs[2].discontinuity && segs[2].map_here,
+        "the new format needs DISCONTINUITY and a new MAP:\n{}",
+        pl.text
+    );
     assert_ne!(segs[2].map, segs[1].map);
     assert_eq!(segs[3].map, segs[2].map);
     assert_eq!(pl.discontinuity_sequence, Some(0));
@@ -234,7 +280,9 @@ async fn resolution_change_is_a_discontinuity_with_a_new_init() {
         assert_eq!((*samples, probe.frames, *n), (60, 60, 2), "{probe:?}");
     }
     // The multivariant playlist describes the current format.
-    let mv = get(&c, &srv.url("/stream.m3u8")).await.ok_text("multivariant");
+    let mv = get(&c, &srv.url("/stream.m3u8"))
+        .await
+        .ok_text("multivariant");
     assert!(mv.contains("RESOLUTION=480x272"), "{mv}");
     srv.assert_no_panic();
 }

@@ -17,12 +17,24 @@ fn hlsd(args: &[&str]) -> (std::process::ExitStatus, String) {
 /// Checks an output directory: returns the segment durations.
 fn check_vod(out: &Path, frames: u64, size: (u32, u32), target: u64) -> Vec<f64> {
     let text = std::fs::read_to_string(out.join("stream.m3u8")).expect("OUTDIR/stream.m3u8");
-    let pl = assert_valid(&text, &Rules { live: false, ..Rules::default() });
+    let pl = assert_valid(
+        &text,
+        &Rules {
+            live: false,
+            ..Rules::default()
+        },
+    );
     assert!(pl.endlist, "{text}");
     assert_eq!(pl.playlist_type.as_deref(), Some("VOD"), "{text}");
     assert_eq!(pl.target, Some(target), "{text}");
     assert_eq!(pl.media_sequence, Some(0));
-    assert!(pl.hints.is_empty() && pl.segments.iter().all(|s| s.parts.is_empty() && s.complete()));
+    assert!(
+        pl.hints.is_empty()
+            && pl
+                .segments
+                .iter()
+                .all(|s| s.parts.is_empty() && s.complete())
+    );
     assert_eq!(pl.segments[0].map.as_deref(), Some("vod-i0.mp4"));
     let mut data = std::fs::read(out.join("vod-i0.mp4")).unwrap();
     let mut samples = 0;
@@ -31,23 +43,41 @@ fn check_vod(out: &Path, frames: u64, size: (u32, u32), target: u64) -> Vec<f64>
         assert_eq!(uri, format!("vod-s{i}.m4s"), "segment names");
         let seg = std::fs::read(out.join(uri)).unwrap_or_else(|e| panic!("{uri}: {e}"));
         let (n, ticks) = fmp4_samples(&seg);
-        assert!((ticks as f64 / 90000.0 - s.extinf.unwrap()).abs() < 1e-4, "{uri}: trun {ticks} ticks vs EXTINF {:?}", s.extinf);
+        assert!(
+            (ticks as f64 / 90000.0 - s.extinf.unwrap()).abs() < 1e-4,
+            "{uri}: trun {ticks} ticks vs EXTINF {:?}",
+            s.extinf
+        );
         samples += n;
         data.extend_from_slice(&seg);
     }
     // Nothing else (no temporary files) in OUTDIR.
-    let mut names: Vec<String> = std::fs::read_dir(out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
     let mut expect: Vec<String> = pl.segments.iter().map(|s| s.uri.clone().unwrap()).collect();
     expect.extend(["stream.m3u8".to_string(), "vod-i0.mp4".to_string()]);
     expect.sort();
     assert_eq!(names, expect, "files in OUTDIR");
     assert_eq!(samples, frames, "samples in the trun boxes");
-    let probe = probe_bytes(out.parent().unwrap(), &format!("{}.mp4", out.file_name().unwrap().to_str().unwrap()), &data);
+    let probe = probe_bytes(
+        out.parent().unwrap(),
+        &format!("{}.mp4", out.file_name().unwrap().to_str().unwrap()),
+        &data,
+    );
     assert_eq!(probe.frames, frames, "decoded frames: {probe:?}");
     assert_eq!(probe.packets, frames);
-    assert_eq!((probe.codec.as_str(), probe.width, probe.height), ("h264", size.0, size.1));
-    assert_eq!(probe.keyframes, pl.segments.len() as u64, "every segment starts with an IDR");
+    assert_eq!(
+        (probe.codec.as_str(), probe.width, probe.height),
+        ("h264", size.0, size.1)
+    );
+    assert_eq!(
+        probe.keyframes,
+        pl.segments.len() as u64,
+        "every segment starts with an IDR"
+    );
     pl.segments.iter().map(|s| s.extinf.unwrap()).collect()
 }
 
@@ -61,7 +91,10 @@ fn segment_720p_fixture() {
     assert!(err.contains("293 frames"), "summary line: {err}");
     let d = check_vod(&out, FIXTURE_720P_FRAMES, (1280, 720), 2);
     assert_eq!(d.len(), 5, "{d:?}");
-    assert!(d[..4].iter().all(|x| (x - 2.0).abs() < 1e-4) && (d[4] - 53.0 / 30.0).abs() < 1e-4, "{d:?}");
+    assert!(
+        d[..4].iter().all(|x| (x - 2.0).abs() < 1e-4) && (d[4] - 53.0 / 30.0).abs() < 1e-4,
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -69,18 +102,30 @@ fn segment_1080p_fixture_needs_framerate() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out1080");
     let input = fixture(FIXTURE_1080P);
-    let (st, err) = hlsd(&["--framerate", "25", "segment", input.to_str().unwrap(), out.to_str().unwrap()]);
+    let (st, err) = hlsd(&[
+        "--framerate",
+        "25",
+        "segment",
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
     assert!(st.success(), "{st:?}\n{err}");
     let d = check_vod(&out, FIXTURE_1080P_FRAMES, (1920, 1080), 3);
     // IDR every 60 frames at 25 fps: 2.4 s segments (the last 56 frames).
     assert_eq!(d.len(), 2, "{d:?}");
-    assert!((d[0] - 2.4).abs() < 1e-4 && (d[1] - 2.24).abs() < 1e-4, "{d:?}");
+    assert!(
+        (d[0] - 2.4).abs() < 1e-4 && (d[1] - 2.24).abs() < 1e-4,
+        "{d:?}"
+    );
 
     // Without --framerate: exit 1 naming the option, and no playlist written.
     let out2 = dir.path().join("no-rate");
     let (st, err) = hlsd(&["segment", input.to_str().unwrap(), out2.to_str().unwrap()]);
     assert_eq!(st.code(), Some(1), "{err}");
-    assert!(err.contains("--framerate") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("--framerate") && !err.contains("panicked"),
+        "{err}"
+    );
     assert!(!out2.join("stream.m3u8").exists());
 }
 
@@ -105,7 +150,10 @@ fn segment_bad_inputs_fail_cleanly() {
     let (st, err) = hlsd(&["segment", bf.to_str().unwrap(), o]);
     assert_eq!(st.code(), Some(1), "{err}");
     assert!(err.contains("-bf 0") && !err.contains("panicked"), "{err}");
-    assert!(!out.join("stream.m3u8").exists(), "no playlist for failed input");
+    assert!(
+        !out.join("stream.m3u8").exists(),
+        "no playlist for failed input"
+    );
 }
 
 /// A generated stream with a resolution change: DISCONTINUITY and a second init segment.
@@ -124,9 +172,18 @@ fn segment_resolution_change() {
     let (st, err) = hlsd(&["segment", input.to_str().unwrap(), out.to_str().unwrap()]);
     assert!(st.success(), "{err}");
     let text = std::fs::read_to_string(out.join("stream.m3u8")).unwrap();
-    let pl = assert_valid(&text, &Rules { live: false, ..Rules::default() });
+    let pl = assert_valid(
+        &text,
+        &Rules {
+            live: false,
+            ..Rules::default()
+        },
+    );
     assert_eq!(pl.segments.len(), 2, "{text}");
-    assert!(pl.segments[1].discontinuity && pl.segments[1].map.as_deref() == Some("vod-i1.mp4"), "{text}");
+    assert!(
+        pl.segments[1].discontinuity && pl.segments[1].map.as_deref() == Some("vod-i1.mp4"),
+        "{text}"
+    );
     for (s, size) in pl.segments.iter().zip([(320, 240), (480, 272)]) {
         let mut d = std::fs::read(out.join(s.map.as_ref().unwrap())).unwrap();
         d.extend_from_slice(&std::fs::read(out.join(s.uri.as_ref().unwrap())).unwrap());

@@ -377,10 +377,15 @@ pub async fn get_with(c: &reqwest::Client, url: &str, headers: &[(&str, &str)]) 
     for (k, v) in headers {
         rb = rb.header(*k, *v);
     }
-    let r = rb
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e:?}"));
+    let r = rb.send().await.unwrap_or_else(|e| {
+        let hint = if e.is_connect() {
+            "\n(connection refused: hlsd is no longer running. After a file or stdin source ends \
+                 the server must keep serving the ended playlist; see its stderr below)"
+        } else {
+            ""
+        };
+        panic!("GET {url}: {e:?}{hint}")
+    });
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let version = r.version();
@@ -797,7 +802,11 @@ pub fn fmp4_fragments(data: &[u8]) -> Fragments {
                         }
                     }
                     b"tfdt" => {
-                        let t = if version == 1 { u64::from_be_bytes(b[4..12].try_into().unwrap()) } else { be32(b, 4) };
+                        let t = if version == 1 {
+                            u64::from_be_bytes(b[4..12].try_into().unwrap())
+                        } else {
+                            be32(b, 4)
+                        };
                         out.tfdt.push(t);
                     }
                     b"trun" => {
@@ -813,7 +822,11 @@ pub fn fmp4_fragments(data: &[u8]) -> Fragments {
                             None
                         };
                         for i in 0..n {
-                            let mut sf = if i == 0 { first_flags.unwrap_or(default_flags) } else { default_flags };
+                            let mut sf = if i == 0 {
+                                first_flags.unwrap_or(default_flags)
+                            } else {
+                                default_flags
+                            };
                             let mut dur = default_duration;
                             if flags & 0x100 != 0 {
                                 dur = be32(b, o);
@@ -955,8 +968,17 @@ pub async fn probe_playlist(
         assert_eq!(seg.status, 200, "{:?}", s.uri);
         let frags = fmp4_fragments(&seg.body);
         let (n, ticks) = (frags.sync.len() as u64, frags.ticks);
-        assert_eq!(frags.sync.first(), Some(&true), "rule 11: segment {} does not start with a sync sample", s.msn);
-        assert!(frags.sequence.windows(2).all(|w| w[1] > w[0]), "mfhd sequence not increasing: {:?}", frags.sequence);
+        assert_eq!(
+            frags.sync.first(),
+            Some(&true),
+            "rule 11: segment {} does not start with a sync sample",
+            s.msn
+        );
+        assert!(
+            frags.sequence.windows(2).all(|w| w[1] > w[0]),
+            "mfhd sequence not increasing: {:?}",
+            frags.sequence
+        );
         let extinf = s.extinf.unwrap();
         assert!(
             (ticks as f64 / 90000.0 - extinf).abs() < 1e-4,
@@ -978,8 +1000,18 @@ pub async fn probe_playlist(
                 );
                 // Rule 11 / fMP4: INDEPENDENT=YES exactly when the part starts with a sync
                 // sample, and every part holding a sync sample is marked.
-                assert_eq!(p.independent, f.sync.first() == Some(&true), "part {}: INDEPENDENT vs sync flags {:?}", p.uri, f.sync);
-                assert!(p.independent || !f.sync.contains(&true), "part {} holds a sync sample but lacks INDEPENDENT=YES", p.uri);
+                assert_eq!(
+                    p.independent,
+                    f.sync.first() == Some(&true),
+                    "part {}: INDEPENDENT vs sync flags {:?}",
+                    p.uri,
+                    f.sync
+                );
+                assert!(
+                    p.independent || !f.sync.contains(&true),
+                    "part {} holds a sync sample but lacks INDEPENDENT=YES",
+                    p.uri
+                );
                 cat.extend_from_slice(&b.body);
             }
             assert!(

@@ -8,7 +8,7 @@
 // (HLSD_BIN, HLSD_FIXTURES, CHROMIUM, E2E_ARTIFACTS, E2E_SECONDS override the defaults.)
 
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import {
@@ -43,6 +43,7 @@ const INTERRUPTED_SOURCE =
  * hlsd and the browser, and fails if hlsd left a process behind.
  */
 async function watch(t, name, args, { after, settleMs = 0 } = {}) {
+  rmSync(path.join(artifactsDir(), `${name}-console.log`), { force: true });
   const hlsd = await startHlsd(args);
   const browser = await launchBrowser();
   let result;

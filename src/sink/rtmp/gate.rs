@@ -69,10 +69,7 @@ impl Gate {
     pub fn on_event(&mut self, ev: SourceEvent, publishing: bool) -> Verdict {
         match ev {
             SourceEvent::Format(info) => {
-                if self.info.as_deref() != Some(&info) {
-                    self.info = Some(Arc::new(info));
-                    self.need_idr = true;
-                }
+                self.set_format(info);
                 Verdict::Nothing
             }
             SourceEvent::Discontinuity { .. } => {
@@ -94,6 +91,15 @@ impl Gate {
                 let discontinuity = std::mem::take(&mut self.discontinuity);
                 Verdict::Enqueue(Item::Frame { frame, info, discontinuity })
             }
+        }
+    }
+
+    /// Takes `info` as the current format (from a Format event, or from the live window after
+    /// a lag may have swallowed one); a change waits for the next IDR.
+    pub fn set_format(&mut self, info: TrackInfo) {
+        if self.info.as_deref() != Some(&info) {
+            self.info = Some(Arc::new(info));
+            self.need_idr = true;
         }
     }
 

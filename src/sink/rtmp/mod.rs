@@ -183,14 +183,24 @@ pub fn spawn(cfg: &Config, inputs: &super::SinkInputs) -> anyhow::Result<Vec<Joi
         dest.set_state(State::Connecting);
         let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
         let publishing = Arc::new(AtomicBool::new(false));
-        tokio::spawn(pump(dest.clone(), inputs.events.subscribe(), tx, publishing.clone()));
+        let snapshots = inputs.snapshots.clone();
+        let format = move || snapshots.borrow().info().cloned();
+        tokio::spawn(pump(dest.clone(), inputs.events.subscribe(), format, tx, publishing.clone()));
         handles.push(tokio::spawn(writer(dest, rx, publishing, tls.clone())));
     }
     Ok(handles)
 }
 
 /// Moves events from the broadcast channel into the destination's queue; never waits on it.
-async fn pump(dest: Arc<Dest>, mut events: broadcast::Receiver<SourceEvent>, tx: mpsc::Sender<Item>, publishing: Arc<AtomicBool>) {
+/// `format` tells the current stream format (the live window's), for when a lag lost the
+/// Format event.
+async fn pump(
+    dest: Arc<Dest>,
+    mut events: broadcast::Receiver<SourceEvent>,
+    format: impl Fn() -> Option<crate::media::TrackInfo>,
+    tx: mpsc::Sender<Item>,
+    publishing: Arc<AtomicBool>,
+) {
     let mut gate = Gate::default();
     // Frames dropped in the current episode of a slow relay (warned once when it starts).
     let mut dropping: u64 = 0;
@@ -200,6 +210,9 @@ async fn pump(dest: Arc<Dest>, mut events: broadcast::Receiver<SourceEvent>, tx:
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(destination = %dest.label, events = n, "rtmp: fell behind the source; dropping until the next IDR");
                 dest.dropped(DropReason::Lagged, n);
+                if let Some(info) = format() {
+                    gate.set_format(info);
+                }
                 gate.resync();
                 continue;
             }
@@ -403,6 +416,113 @@ mod tests {
         assert!(m.contains("rtmp://a.rtmp.youtube.com/live2/***"), "{m}");
         assert_eq!(mask_urls("RTMPS://h:444/app/K1, rtmp://h/K2 rtmpx"), "rtmps://h:444/app/***, rtmp://h/*** rtmpx");
         assert_eq!(mask_urls("no urls here"), "no urls here");
+    }
+
+    fn test_dest(label: &str) -> Arc<Dest> {
+        let m = metrics::get();
+        let l = RtmpLabels { destination: label.into() };
+        Arc::new(Dest {
+            url: "rtmp://h/live/k".parse().unwrap(),
+            label: label.into(),
+            bytes: m.rtmp_bytes.get_or_create(&l).clone(),
+            frames: m.rtmp_frames.get_or_create(&l).clone(),
+            reconnects: m.rtmp_reconnects.get_or_create(&l).clone(),
+            audio: RtmpAudio::None,
+        })
+    }
+
+    fn dropped(label: &str, reason: DropReason) -> u64 {
+        metrics::get().rtmp_frames_dropped.get_or_create(&RtmpDropLabels { destination: label.into(), reason: reason.label() }).get()
+    }
+
+    fn info() -> crate::media::TrackInfo {
+        crate::media::TrackInfo {
+            sps: bytes::Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e]),
+            pps: bytes::Bytes::from_static(&[0x68, 0xce]),
+            width: 320,
+            height: 240,
+            profile_idc: 0x42,
+            constraint_flags: 0xc0,
+            level_idc: 0x1e,
+            frame_duration: 3000,
+        }
+    }
+
+    fn frame(n: u64) -> SourceEvent {
+        SourceEvent::Frame(crate::media::Frame {
+            dts: n * 3000,
+            capture: std::time::SystemTime::now(),
+            data: bytes::Bytes::new(),
+            idr: n % 4 == 0,
+            arrived: Instant::now(),
+        })
+    }
+
+    fn frame_no(item: Option<Item>) -> Option<u64> {
+        match item {
+            Some(Item::Frame { frame, .. }) => Some(frame.dts / 3000),
+            _ => None,
+        }
+    }
+
+    /// Lets the pump run (current-thread runtime) until `done`, bounded.
+    async fn until(done: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if done() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("pump did not get there");
+    }
+
+    /// A relay that stops reading: the queue fills, the rest of each GOP is dropped (counted),
+    /// the source side never waits, and sending resumes at the first IDR once there is room.
+    #[tokio::test]
+    async fn slow_relay_costs_whole_gops() {
+        let label = "test://slow";
+        let dest = test_dest(label);
+        let (ev_tx, ev_rx) = broadcast::channel(64);
+        let (tx, mut rx) = mpsc::channel(4);
+        let pump = tokio::spawn(pump(dest, ev_rx, || None, tx, Arc::new(AtomicBool::new(true))));
+        ev_tx.send(SourceEvent::Format(info())).unwrap();
+        for n in 0..12 {
+            ev_tx.send(frame(n)).unwrap(); // GOPs of 4: IDRs at 0, 4, 8
+        }
+        until(|| dropped(label, DropReason::WaitingIdr) == 6).await;
+        assert_eq!(dropped(label, DropReason::QueueFull), 2, "IDRs 4 and 8 found the queue full");
+        let first: Vec<_> = (0..4).map(|_| frame_no(rx.try_recv().ok())).collect();
+        assert_eq!(first, [Some(0), Some(1), Some(2), Some(3)]);
+        for n in 12..14 {
+            ev_tx.send(frame(n)).unwrap();
+        }
+        drop(ev_tx);
+        pump.await.unwrap();
+        assert_eq!(frame_no(rx.recv().await), Some(12), "resumes at the next IDR");
+        assert_eq!(frame_no(rx.recv().await), Some(13));
+        assert!(rx.recv().await.is_none(), "the queue closes with the source");
+    }
+
+    /// A reader that falls behind the broadcast channel resynchronises at the next IDR, with
+    /// the format from the live window if the lag swallowed the Format event.
+    #[tokio::test]
+    async fn lagging_reader_resumes_at_an_idr() {
+        let label = "test://lagged";
+        let (ev_tx, ev_rx) = broadcast::channel(4);
+        let (tx, mut rx) = mpsc::channel(16);
+        ev_tx.send(SourceEvent::Format(info())).unwrap();
+        for n in 0..10 {
+            ev_tx.send(frame(n)).unwrap(); // overflows the channel before the pump runs
+        }
+        drop(ev_tx);
+        pump(test_dest(label), ev_rx, || Some(info()), tx, Arc::new(AtomicBool::new(true))).await;
+        assert_eq!(dropped(label, DropReason::Lagged), 7, "Format and frames 0-5 were lost");
+        assert_eq!(dropped(label, DropReason::WaitingIdr), 2, "frames 6 and 7 precede the next IDR");
+        match rx.try_recv() {
+            Ok(Item::Frame { frame, info: i, .. }) => assert_eq!((frame.dts / 3000, i.width), (8, 320)),
+            other => panic!("expected IDR 8 with the window's format, got {other:?}"),
+        }
+        assert_eq!(frame_no(rx.try_recv().ok()), Some(9));
     }
 
     #[test]

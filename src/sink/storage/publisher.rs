@@ -937,12 +937,18 @@ impl Publisher {
         }
     }
 
-    /// When [`Publisher::start`] may have something new without any input.
-    pub fn next_wakeup(&self) -> Option<Instant> {
-        let retry = self.not_before.filter(|_| !self.work.is_empty());
-        let delete = self.graveyard.front().and_then(|g| g.due);
+    /// When [`Publisher::start`] may have something new without any input (then call
+    /// [`Publisher::wake`]).
+    pub fn next_wakeup(&self, now: Instant) -> Option<Instant> {
+        let retry = self.not_before.filter(|t| *t > now && !self.work.is_empty());
+        let delete = self.graveyard.front().and_then(|g| g.due).map(|d| d.max(now + Duration::from_millis(1)));
         let finish = self.ending_since.map(|t| t + self.cfg.finish_timeout);
         [retry, delete, finish].into_iter().flatten().min()
+    }
+
+    /// Time passed: deletes may be due.
+    pub fn wake(&mut self, now: Instant) {
+        self.schedule_deletes(now);
     }
 
     /// True when the output has nothing more to do after the end (or gave up).
@@ -1027,7 +1033,7 @@ pub async fn run<S: Store>(store: Arc<S>, cfg: PublisherConfig, metrics: Arc<Sto
         if p.finished(Instant::now()) {
             break;
         }
-        let wake = p.next_wakeup();
+        let wake = p.next_wakeup(Instant::now());
         tokio::select! {
             r = snapshots.changed(), if open => match r {
                 Ok(()) => {
@@ -1043,7 +1049,7 @@ pub async fn run<S: Store>(store: Arc<S>, cfg: PublisherConfig, metrics: Arc<Sto
                 Ok((id, out, took)) => p.complete(id, out, took, Instant::now()),
                 Err(e) => tracing::error!(output = %label, error = %e, "store request task failed"),
             },
-            _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
+            _ = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => p.wake(Instant::now()),
         }
     }
     tracing::info!(output = %label, "output finished");

@@ -35,6 +35,7 @@ pub fn report() -> String {
 }
 
 /// Adds the usual fix to a permission error.
+#[cfg_attr(not(all(feature = "v4l2", target_os = "linux")), allow(dead_code))]
 fn with_hint(e: &str) -> String {
     if e.contains("Permission denied") {
         format!("{e} (add the user to the `video` group: sudo usermod -aG video $USER, then log in again)")

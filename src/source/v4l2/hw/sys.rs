@@ -315,11 +315,7 @@ pub fn query_control(fd: c_int, id: u32) -> Option<ControlCaps> {
                     if q.type_ == v4l2_ctrl_type_V4L2_CTRL_TYPE_MENU {
                         cstr(&m.__bindgen_anon_1.name)
                     } else {
-                        {
-                            let v = m.__bindgen_anon_1.value;
-                            v
-                        }
-                        .to_string()
+                        { m.__bindgen_anon_1.value }.to_string()
                     }
                 };
                 menu.push((index, name));
@@ -422,7 +418,11 @@ fn buffer_ioctl(
     unsafe { ioctl(fd, req, &mut b) }?;
     info.index = b.index;
     info.flags = b.flags;
-    info.timestamp = (b.timestamp.tv_sec as i64, b.timestamp.tv_usec as i64);
+    // time_t is 32 bits on armhf: the casts are not no-ops everywhere.
+    #[allow(clippy::unnecessary_cast)]
+    {
+        info.timestamp = (b.timestamp.tv_sec as i64, b.timestamp.tv_usec as i64);
+    }
     info.sequence = b.sequence;
     // SAFETY: reading the union members the ioctl filled for this memory type.
     unsafe {
