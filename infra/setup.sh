@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what hlsd needs on Debian / Raspberry Pi OS. Idempotent; installs only what is missing.
 #   infra/setup.sh          build + run needs (Node.js/npm for the player's hls.js, a C compiler)
-#   infra/setup.sh --test   also the test tools (ffmpeg/ffprobe, chromium, nginx)
+#   infra/setup.sh --test   also the test tools (ffmpeg/ffprobe, chromium, nginx, moto's S3 server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,7 @@ want=(ca-certificates pkg-config gcc nodejs npm nasm clang libclang-dev linux-li
 if [[ "${1:-}" == "--test" ]]; then
   want+=(ffmpeg chromium nginx time python3)
   want+=(libnginx-mod-rtmp libnginx-mod-stream openssl)  # tests/rtmp.rs: RTMP relay, TLS front for rtmps
+  want+=(python3-pip)  # tests/storage.rs: moto's S3 server, below
 fi
 
 missing=()
@@ -23,6 +24,14 @@ if ((${#missing[@]})); then
   [[ $(id -u) -eq 0 ]] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# tests/storage.rs, benches/storage_upload.sh: moto's standalone S3 server (PyPI), pinned.
+MOTO='moto[server]==5.2.1'
+if [[ "${1:-}" == "--test" ]] && ! python3 -c 'import moto.server, flask_cors' 2>/dev/null; then
+  echo "setup: pip install $MOTO" >&2
+  python3 -m pip install --quiet "$MOTO" 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages "$MOTO" >&2
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -189,7 +189,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
     let stop = async {
         tokio::select! {
             _ = shutdown => {}
-            r = fail_rx => if let Ok(e) = r { failure = Some(e) },
+            Ok(e) = fail_rx => failure = Some(e),
         }
         tracing::info!("shutting down: ending the playlist");
         let _ = stop_tx.send(true);

@@ -132,6 +132,12 @@ impl AuParser {
         self.out.pop_front()
     }
 
+    /// At the end of an input that produced no pictures: the error that explains why, if the
+    /// input had pictures but never the parameter sets needed to decode them.
+    pub fn end_error(&self) -> Option<H264Error> {
+        (self.format.is_none() && self.skipped_before_start > 0).then_some(H264Error::NoSps(self.bytes_seen))
+    }
+
     /// The current stream format, once known.
     pub fn format(&self) -> Option<&TrackInfo> {
         self.format.as_ref()

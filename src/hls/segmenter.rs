@@ -101,6 +101,8 @@ struct OpenSegment {
     msn: u64,
     start: u64,
     parts: u32,
+    /// Frames in its published parts.
+    frames: u64,
 }
 
 impl Segmenter {
@@ -197,8 +199,10 @@ impl Segmenter {
             }
             if before + dur + self.nominal > self.part_target {
                 // The new frame does not fit in this part: close it now.
+                // Fill the part to PART-TARGET exactly (parts shorter than 0.85 × PART-TARGET
+                // break Apple clients); the rest of the gap moves to the next part.
                 let fit = self.part_target.saturating_sub(before).max(1);
-                self.pending.last_mut().unwrap().duration = dur.min(fit);
+                self.pending.last_mut().unwrap().duration = fit;
                 self.publish_part(out)?;
             } else {
                 self.pending.last_mut().unwrap().duration = dur;
@@ -206,9 +210,18 @@ impl Segmenter {
         }
 
         if f.idr {
-            let seg_dur = self.open.as_ref().map(|s| self.open_duration(s));
-            match seg_dur {
-                Some(d) if d + self.nominal / 2 >= self.cfg.segment_target => self.close_segment(out)?,
+            // Cut at an IDR once the segment reaches its target in media time, or holds half
+            // the target in frames: that keeps a keyframe interval shorter than the target from
+            // leaving a short part mid-segment, and a burst of late frames (compressed in media
+            // time) from merging two GOPs.
+            let seg = self.open.as_ref().map(|s| (self.open_duration(s), s.frames + self.pending.len() as u64));
+            match seg {
+                Some((d, n))
+                    if d + self.nominal / 2 >= self.cfg.segment_target
+                        || 2 * n * self.nominal >= self.cfg.segment_target =>
+                {
+                    self.close_segment(out)?
+                }
                 Some(_) => self.publish_part(out)?,
                 None => {}
             }
@@ -217,7 +230,7 @@ impl Segmenter {
             // Only reached with an IDR (wait_idr or a cut at an IDR).
             let msn = self.next_msn;
             self.next_msn += 1;
-            self.open = Some(OpenSegment { msn, start: self.part_end, parts: 0 });
+            self.open = Some(OpenSegment { msn, start: self.part_end, parts: 0, frames: 0 });
             out.push(Output::SegmentStart {
                 msn,
                 pdt: f.capture,
@@ -236,6 +249,9 @@ impl Segmenter {
         self.pending.push(Pending { out_dts, duration: self.nominal, frame: f });
         let total: u64 = self.pending.iter().map(|p| p.duration).sum();
         if total + self.nominal > self.part_target {
+            // No further frame fits: the last one fills the part to PART-TARGET.
+            let fill = self.part_target.saturating_sub(total - self.nominal);
+            self.pending.last_mut().unwrap().duration = fill.max(1);
             self.publish_part(out)?;
         }
         Ok(())
@@ -275,6 +291,7 @@ impl Segmenter {
             keyframe: self.pending[0].frame.idr.then(|| self.pending[0].frame.data.clone()),
         };
         open.parts += 1;
+        open.frames += self.pending.len() as u64;
         self.global_part += 1;
         self.part_end = base + duration;
         self.pending.clear();

@@ -162,7 +162,10 @@ pub fn segment_file(
         }
     }
     if listed.is_empty() {
-        return Err(VodError::Empty { path: input.to_owned() });
+        return Err(match parser.end_error() {
+            Some(err) => VodError::H264 { path: input.to_owned(), err },
+            None => VodError::Empty { path: input.to_owned() },
+        });
     }
     let longest = listed.iter().map(|s| s.1).max().unwrap_or(0) as f64 / TIMESCALE as f64;
     let cfg_secs = cfg.segment_target as f64 / TIMESCALE as f64;

@@ -198,6 +198,10 @@ async fn media_playlist(state: &HttpState, query: Option<&str>, gzip: bool) -> R
         None if d.is_blocking() => return unavailable("the requested segment/part did not arrive in time (source stalled?)\n"),
         None => return unavailable("the stream has not started yet; retry shortly\n"),
     };
+    if snap.target_duration.is_none() {
+        // Ended before the first segment was complete: there is no playlist to give.
+        return unavailable("the stream ended before its first segment\n");
+    }
     let idx = (d.skip as usize) * 2 + gzip as usize;
     let body = snap.rendered[idx]
         .get_or_init(|| {

@@ -18,11 +18,17 @@ pub struct ArrivalClock {
     last: Option<u64>,
     /// Number of re-anchors so far (exported as a metric).
     pub reanchors: u64,
+    stamped: u64,
 }
 
 impl ArrivalClock {
     pub fn new(nominal_ticks: u32) -> Self {
-        ArrivalClock { nominal: nominal_ticks.max(1) as u64, origin: None, last: None, reanchors: 0 }
+        ArrivalClock { nominal: nominal_ticks.max(1) as u64, origin: None, last: None, reanchors: 0, stamped: 0 }
+    }
+
+    /// Frames stamped so far.
+    pub fn frames(&self) -> u64 {
+        self.stamped
     }
 
     /// Changes the nominal frame duration (new SPS).
@@ -48,6 +54,7 @@ impl ArrivalClock {
             }
         };
         self.last = Some(dts);
+        self.stamped += 1;
         (dts, wall + since)
     }
 }

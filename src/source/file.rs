@@ -51,7 +51,10 @@ pub async fn run(
             }
         }
         if frames == frames_before {
-            return Err(SourceError::Empty { source_name: name });
+            return Err(match parser.end_error() {
+                Some(err) => SourceError::H264 { source_name: name, err },
+                None => SourceError::Empty { source_name: name },
+            });
         }
         if !cfg.looped {
             tracing::info!(source = %name, frames, "file ended");

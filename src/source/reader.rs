@@ -26,6 +26,8 @@ const CHECK: Duration = Duration::from_millis(250);
 pub enum Ended {
     /// Input closed (EOF).
     Eof,
+    /// Input closed without a single picture.
+    Empty,
     /// No data for the stall timeout.
     Stalled,
     /// The receiver is gone: stop for good.
@@ -115,7 +117,8 @@ pub fn pump<R: Read + AsRawFd>(mut input: R, cfg: &ReaderConfig, tx: &mpsc::Send
             return match (r, sent) {
                 (Err(e), _) => Ended::H264(e),
                 (_, false) => Ended::Closed,
-                _ => Ended::Eof,
+                _ if clock.frames() > 0 => Ended::Eof,
+                _ => parser.end_error().map(Ended::H264).unwrap_or(Ended::Empty),
             };
         }
         last_read = Instant::now();

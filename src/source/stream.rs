@@ -50,6 +50,7 @@ pub async fn run_stdin(
             let _ = tx.send(SourceEvent::End).await;
             Ok(())
         }
+        Ended::Empty => Err(SourceError::Empty { source_name: name }),
         Ended::Io(err) => Err(SourceError::Io { source_name: name, err }),
         Ended::H264(err) => Err(SourceError::H264 { source_name: name, err }),
     }
@@ -60,6 +61,7 @@ fn report(name: &str, ended: &Ended) -> bool {
     match ended {
         Ended::Closed => return false,
         Ended::Eof => tracing::warn!(source = name, "input ended; restarting"),
+        Ended::Empty => tracing::warn!(source = name, "input ended without any H.264 picture; restarting"),
         Ended::Stalled => tracing::warn!(source = name, "no data received in time; restarting"),
         Ended::Io(e) => tracing::warn!(source = name, error = %e, "read failed; restarting"),
         Ended::H264(e) => tracing::error!(source = name, error = %e, "bad input; restarting"),

@@ -378,8 +378,8 @@ pub async fn get_with(c: &reqwest::Client, url: &str, headers: &[(&str, &str)]) 
         rb = rb.header(*k, *v);
     }
     let r = rb.send().await.unwrap_or_else(|e| {
-        let hint = if e.is_connect() {
-            "\n(connection refused: hlsd is no longer running. After a file or stdin source ends \
+        let hint = if e.is_connect() || format!("{e:?}").contains("IncompleteMessage") {
+            "\n(connection refused/closed: hlsd is no longer running. After a file or stdin source ends \
                  the server must keep serving the ended playlist; see its stderr below)"
         } else {
             ""

@@ -10,8 +10,8 @@
 use super::url::RtmpUrl;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionError, ClientSessionEvent, ClientSessionResult,
-    PublishRequestType, StreamMetadata,
+    ClientSession, ClientSessionConfig, ClientSessionError, ClientSessionEvent,
+    ClientSessionResult, PublishRequestType, StreamMetadata,
 };
 use rml_rtmp::time::RtmpTimestamp;
 use std::sync::Arc;
@@ -88,15 +88,24 @@ async fn timed<T, E: Into<ConnError>>(
     }
 }
 
-async fn open_stream(url: &RtmpUrl, tls: &tokio_rustls::TlsConnector) -> Result<BoxStream, ConnError> {
+async fn open_stream(
+    url: &RtmpUrl,
+    tls: &tokio_rustls::TlsConnector,
+) -> Result<BoxStream, ConnError> {
     let addrs: Vec<_> = timed(CONNECT_TIMEOUT, "resolving the host", async {
         tokio::net::lookup_host((url.host.as_str(), url.port))
             .await
-            .map_err(|err| ConnError::Resolve { host: url.host.clone(), err })
+            .map_err(|err| ConnError::Resolve {
+                host: url.host.clone(),
+                err,
+            })
     })
     .await?
     .collect();
-    let mut last = ConnError::Resolve { host: url.host.clone(), err: std::io::ErrorKind::NotFound.into() };
+    let mut last = ConnError::Resolve {
+        host: url.host.clone(),
+        err: std::io::ErrorKind::NotFound.into(),
+    };
     let mut tcp = None;
     for addr in addrs {
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
@@ -104,7 +113,12 @@ async fn open_stream(url: &RtmpUrl, tls: &tokio_rustls::TlsConnector) -> Result<
                 tcp = Some(s);
                 break;
             }
-            Ok(Err(err)) => last = ConnError::Connect { addr: addr.to_string(), err },
+            Ok(Err(err)) => {
+                last = ConnError::Connect {
+                    addr: addr.to_string(),
+                    err,
+                }
+            }
             Err(_) => last = ConnError::Timeout("connecting"),
         }
     }
@@ -113,9 +127,12 @@ async fn open_stream(url: &RtmpUrl, tls: &tokio_rustls::TlsConnector) -> Result<
     if !url.tls {
         return Ok(Box::new(tcp));
     }
-    let name = rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| ConnError::Tls(e.to_string()))?;
+    let name = rustls::pki_types::ServerName::try_from(url.host.clone())
+        .map_err(|e| ConnError::Tls(e.to_string()))?;
     let s = timed(CONNECT_TIMEOUT, "in the TLS handshake", async {
-        tls.connect(name, tcp).await.map_err(|e| ConnError::Tls(e.to_string()))
+        tls.connect(name, tcp)
+            .await
+            .map_err(|e| ConnError::Tls(e.to_string()))
     })
     .await?;
     Ok(Box::new(s))
@@ -137,7 +154,9 @@ impl Drop for Connection {
     }
 }
 
-fn spawn_reader(mut r: ReadHalf<BoxStream>) -> (mpsc::Receiver<std::io::Result<Vec<u8>>>, JoinHandle<()>) {
+fn spawn_reader(
+    mut r: ReadHalf<BoxStream>,
+) -> (mpsc::Receiver<std::io::Result<Vec<u8>>>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(16);
     let h = tokio::spawn(async move {
         let mut buf = vec![0u8; 16 * 1024];
@@ -161,23 +180,40 @@ fn spawn_reader(mut r: ReadHalf<BoxStream>) -> (mpsc::Receiver<std::io::Result<V
 
 /// onStatus codes that end a publishing attempt.
 fn is_failure_code(code: &str) -> bool {
-    ["Failed", "BadName", "Rejected", "Error", "Unauthorized", "Denied", "Closed"].iter().any(|w| code.contains(w))
+    [
+        "Failed",
+        "BadName",
+        "Rejected",
+        "Error",
+        "Unauthorized",
+        "Denied",
+        "Closed",
+    ]
+    .iter()
+    .any(|w| code.contains(w))
 }
 
 impl Connection {
     /// Connects and publishes `url`'s stream key; returns once the server answered
     /// `NetStream.Publish.Start`.
-    pub async fn open(url: &RtmpUrl, tls: &tokio_rustls::TlsConnector) -> Result<Connection, ConnError> {
+    pub async fn open(
+        url: &RtmpUrl,
+        tls: &tokio_rustls::TlsConnector,
+    ) -> Result<Connection, ConnError> {
         let stream = open_stream(url, tls).await?;
         match tokio::time::timeout(SETUP_TIMEOUT, Connection::setup(stream, url)).await {
             Ok(r) => r,
-            Err(_) => Err(ConnError::Timeout("waiting for the server's handshake/connect/publish answer")),
+            Err(_) => Err(ConnError::Timeout(
+                "waiting for the server's handshake/connect/publish answer",
+            )),
         }
     }
 
     async fn setup(mut stream: BoxStream, url: &RtmpUrl) -> Result<Connection, ConnError> {
         let mut hs = Handshake::new(PeerType::Client);
-        let p0p1 = hs.generate_outbound_p0_and_p1().map_err(|e| ConnError::Handshake(e.to_string()))?;
+        let p0p1 = hs
+            .generate_outbound_p0_and_p1()
+            .map_err(|e| ConnError::Handshake(e.to_string()))?;
         stream.write_all(&p0p1).await?;
         let mut sent = p0p1.len() as u64;
         let mut buf = vec![0u8; 8192];
@@ -186,12 +222,18 @@ impl Connection {
             if n == 0 {
                 return Err(ConnError::Closed(" during the RTMP handshake"));
             }
-            match hs.process_bytes(&buf[..n]).map_err(|e| ConnError::Handshake(e.to_string()))? {
+            match hs
+                .process_bytes(&buf[..n])
+                .map_err(|e| ConnError::Handshake(e.to_string()))?
+            {
                 HandshakeProcessResult::InProgress { response_bytes } => {
                     stream.write_all(&response_bytes).await?;
                     sent += response_bytes.len() as u64;
                 }
-                HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+                HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                } => {
                     stream.write_all(&response_bytes).await?;
                     sent += response_bytes.len() as u64;
                     break remaining_bytes;
@@ -206,17 +248,26 @@ impl Connection {
         let (session, initial) = ClientSession::new(config)?;
         let (r, writer) = tokio::io::split(stream);
         let (inbound, reader) = spawn_reader(r);
-        let mut c = Connection { writer, inbound, reader, session, bytes_sent: sent };
+        let mut c = Connection {
+            writer,
+            inbound,
+            reader,
+            session,
+            bytes_sent: sent,
+        };
         c.send_results(initial).await?;
         if !leftover.is_empty() {
             let results = c.session.handle_input(&leftover)?;
-            c.handle_results(results, Stage::Connecting, &url.app).await?;
+            c.handle_results(results, Stage::Connecting, &url.app)
+                .await?;
         }
 
         let req = c.session.request_connection(url.app.clone())?;
         c.send_results(vec![req]).await?;
         c.wait_for(Stage::Connecting, &url.app).await?;
-        let req = c.session.request_publishing(url.stream_key().to_string(), PublishRequestType::Live)?;
+        let req = c
+            .session
+            .request_publishing(url.stream_key().to_string(), PublishRequestType::Live)?;
         c.send_results(vec![req]).await?;
         c.wait_for(Stage::Publishing, &url.app).await?;
         Ok(c)
@@ -242,18 +293,32 @@ impl Connection {
     }
 
     /// Sends outbound packets and checks events; true once `stage` is reached.
-    async fn handle_results(&mut self, results: Vec<ClientSessionResult>, stage: Stage, app: &str) -> Result<bool, ConnError> {
+    async fn handle_results(
+        &mut self,
+        results: Vec<ClientSessionResult>,
+        stage: Stage,
+        app: &str,
+    ) -> Result<bool, ConnError> {
         let mut reached = false;
         for r in results {
             match r {
                 ClientSessionResult::OutboundResponse(p) => self.write(&p.bytes).await?,
                 ClientSessionResult::RaisedEvent(ev) => match ev {
-                    ClientSessionEvent::ConnectionRequestAccepted => reached |= stage == Stage::Connecting,
-                    ClientSessionEvent::PublishRequestAccepted => reached |= stage == Stage::Publishing,
-                    ClientSessionEvent::ConnectionRequestRejected { description } => {
-                        return Err(ConnError::Rejected { app: app.to_string(), description })
+                    ClientSessionEvent::ConnectionRequestAccepted => {
+                        reached |= stage == Stage::Connecting
                     }
-                    ClientSessionEvent::UnhandleableOnStatusCode { code } if is_failure_code(&code) => {
+                    ClientSessionEvent::PublishRequestAccepted => {
+                        reached |= stage == Stage::Publishing
+                    }
+                    ClientSessionEvent::ConnectionRequestRejected { description } => {
+                        return Err(ConnError::Rejected {
+                            app: app.to_string(),
+                            description,
+                        })
+                    }
+                    ClientSessionEvent::UnhandleableOnStatusCode { code }
+                        if is_failure_code(&code) =>
+                    {
                         return Err(ConnError::PublishRefused(code))
                     }
                     other => tracing::debug!(event = ?other, "rtmp server event"),
@@ -276,7 +341,12 @@ impl Connection {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
-        timed(WRITE_TIMEOUT, "writing to the server (network stalled?)", self.writer.write_all(bytes)).await?;
+        timed(
+            WRITE_TIMEOUT,
+            "writing to the server (network stalled?)",
+            self.writer.write_all(bytes),
+        )
+        .await?;
         self.bytes_sent += bytes.len() as u64;
         Ok(())
     }
@@ -289,13 +359,17 @@ impl Connection {
 
     /// Sends one FLV video tag body at `ts` ms.
     pub async fn send_video(&mut self, body: bytes::Bytes, ts: u32) -> Result<(), ConnError> {
-        let r = self.session.publish_video_data(body, RtmpTimestamp::new(ts), false)?;
+        let r = self
+            .session
+            .publish_video_data(body, RtmpTimestamp::new(ts), false)?;
         self.send_results(vec![r]).await
     }
 
     /// Sends one FLV audio tag body at `ts` ms.
     pub async fn send_audio(&mut self, body: bytes::Bytes, ts: u32) -> Result<(), ConnError> {
-        let r = self.session.publish_audio_data(body, RtmpTimestamp::new(ts), false)?;
+        let r = self
+            .session
+            .publish_audio_data(body, RtmpTimestamp::new(ts), false)?;
         self.send_results(vec![r]).await
     }
 
@@ -308,7 +382,9 @@ impl Connection {
             None => return Err(ConnError::Closed("")),
         };
         let results = self.session.handle_input(&bytes)?;
-        self.handle_results(results, Stage::Streaming, "").await.map(|_| ())
+        self.handle_results(results, Stage::Streaming, "")
+            .await
+            .map(|_| ())
     }
 
     /// Unpublishes and closes the connection, within [`CLOSE_TIMEOUT`].

@@ -32,7 +32,11 @@ const AVC_END_OF_SEQUENCE: u8 = 2;
 /// Builds the AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.2.4.1) with 4-byte NAL lengths,
 /// matching the AVCC frames of [`crate::media::Frame`].
 pub fn avc_decoder_config(sps: &[u8], pps: &[u8]) -> Option<Bytes> {
-    if sps.len() < 4 || pps.is_empty() || sps.len() > u16::MAX as usize || pps.len() > u16::MAX as usize {
+    if sps.len() < 4
+        || pps.is_empty()
+        || sps.len() > u16::MAX as usize
+        || pps.len() > u16::MAX as usize
+    {
         return None;
     }
     let mut b = BytesMut::with_capacity(11 + sps.len() + pps.len());
@@ -214,7 +218,8 @@ mod tests {
             &b[..],
             &[
                 0x17, 0, 0, 0, 0, // key | AVC, sequence header, cts 0
-                1, 0x64, 0x00, 0x1f, 0xff, 0xe1, // version, profile, compat, level, 4-byte lengths, 1 SPS
+                1, 0x64, 0x00, 0x1f, 0xff,
+                0xe1, // version, profile, compat, level, 4-byte lengths, 1 SPS
                 0, 6, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, // SPS
                 1, 0, 3, 0x68, 0xeb, 0xe3, // 1 PPS
             ][..]
@@ -234,7 +239,11 @@ mod tests {
         assert_eq!(&avc_end_of_sequence()[..], &[0x17, 2, 0, 0, 0]);
         let mut x = BytesMut::new();
         video_header(&mut x, false, AVC_NALU, -1);
-        assert_eq!(&x[..], &[0x27, 1, 0xff, 0xff, 0xff], "composition time is a signed 24-bit value");
+        assert_eq!(
+            &x[..],
+            &[0x27, 1, 0xff, 0xff, 0xff],
+            "composition time is a signed 24-bit value"
+        );
     }
 
     #[test]
@@ -243,13 +252,20 @@ mod tests {
         assert_eq!(&silent_aac::frame()[..2], &[0xaf, 1]);
         assert_eq!(silent_aac::timestamp(100, 0), 100);
         assert_eq!(silent_aac::timestamp(0, 1), 23);
-        assert_eq!(silent_aac::timestamp(0, 441), 10_240, "441 frames = 451584 samples = 10.24 s");
+        assert_eq!(
+            silent_aac::timestamp(0, 441),
+            10_240,
+            "441 frames = 451584 samples = 10.24 s"
+        );
     }
 
     #[test]
     fn metadata_fields() {
         let m = metadata(&info(), false);
-        assert_eq!((m.video_width, m.video_height, m.video_codec_id), (Some(1280), Some(720), Some(7)));
+        assert_eq!(
+            (m.video_width, m.video_height, m.video_codec_id),
+            (Some(1280), Some(720), Some(7))
+        );
         assert_eq!(m.video_frame_rate, Some(30.0));
         assert_eq!(m.audio_codec_id, None);
         assert_eq!(metadata(&info(), true).audio_codec_id, Some(10));
@@ -259,7 +275,9 @@ mod tests {
     fn clock_maps_90khz_to_ms_and_bridges_breaks() {
         let mut c = Clock::default();
         let base = 1_000_000_u64;
-        let got: Vec<u32> = (0..4).map(|i| c.map(base + i * 3000, 3000, false)).collect();
+        let got: Vec<u32> = (0..4)
+            .map(|i| c.map(base + i * 3000, 3000, false))
+            .collect();
         assert_eq!(got, [0, 33, 67, 100], "30 fps, starting at 0");
         // A dropped GOP leaves a gap that is kept (real time passed).
         assert_eq!(c.map(base + 10 * 3000, 3000, false), 333);
@@ -273,8 +291,14 @@ mod tests {
         assert_eq!(c.last_ms(), Some(465));
         // 25 fps and 29.97 fps stay on the millisecond grid without drift.
         let mut c = Clock::default();
-        assert_eq!((0..=25).map(|i| c.map(i * 3600, 3600, false)).last(), Some(1000));
+        assert_eq!(
+            (0..=25).map(|i| c.map(i * 3600, 3600, false)).last(),
+            Some(1000)
+        );
         let mut c = Clock::default();
-        assert_eq!((0..=30).map(|i| c.map(i * 3003, 3003, false)).last(), Some(1001));
+        assert_eq!(
+            (0..=30).map(|i| c.map(i * 3003, 3003, false)).last(),
+            Some(1001)
+        );
     }
 }

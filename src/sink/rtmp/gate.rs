@@ -12,7 +12,11 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub enum Item {
     /// A frame with the format it belongs to; `discontinuity` if the timeline broke before it.
-    Frame { frame: Frame, info: Arc<TrackInfo>, discontinuity: bool },
+    Frame {
+        frame: Frame,
+        info: Arc<TrackInfo>,
+        discontinuity: bool,
+    },
     /// The source ended: unpublish and stop.
     End,
 }
@@ -60,7 +64,11 @@ pub struct Gate {
 
 impl Default for Gate {
     fn default() -> Self {
-        Gate { info: None, need_idr: true, discontinuity: false }
+        Gate {
+            info: None,
+            need_idr: true,
+            discontinuity: false,
+        }
     }
 }
 
@@ -83,13 +91,19 @@ impl Gate {
                     self.need_idr = true;
                     return Verdict::Drop(DropReason::Disconnected);
                 }
-                let Some(info) = self.info.clone() else { return Verdict::Drop(DropReason::WaitingIdr) };
+                let Some(info) = self.info.clone() else {
+                    return Verdict::Drop(DropReason::WaitingIdr);
+                };
                 if self.need_idr && !frame.idr {
                     return Verdict::Drop(DropReason::WaitingIdr);
                 }
                 self.need_idr = false;
                 let discontinuity = std::mem::take(&mut self.discontinuity);
-                Verdict::Enqueue(Item::Frame { frame, info, discontinuity })
+                Verdict::Enqueue(Item::Frame {
+                    frame,
+                    info,
+                    discontinuity,
+                })
             }
         }
     }
@@ -134,16 +148,28 @@ mod tests {
     }
 
     fn frame(n: u64, idr: bool) -> SourceEvent {
-        SourceEvent::Frame(Frame { dts: n * 3000, capture: SystemTime::now(), data: Bytes::new(), idr, arrived: Instant::now() })
+        SourceEvent::Frame(Frame {
+            dts: n * 3000,
+            capture: SystemTime::now(),
+            data: Bytes::new(),
+            idr,
+            arrived: Instant::now(),
+        })
     }
 
     /// Runs events through a gate; returns "F<n>" for each enqueued frame (n = dts/3000) and the drop reasons.
     fn run(g: &mut Gate, evs: Vec<(SourceEvent, bool)>) -> Vec<String> {
         evs.into_iter()
             .filter_map(|(ev, publishing)| match g.on_event(ev, publishing) {
-                Verdict::Enqueue(Item::Frame { frame, discontinuity, .. }) => {
-                    Some(format!("F{}{}", frame.dts / 3000, if discontinuity { "d" } else { "" }))
-                }
+                Verdict::Enqueue(Item::Frame {
+                    frame,
+                    discontinuity,
+                    ..
+                }) => Some(format!(
+                    "F{}{}",
+                    frame.dts / 3000,
+                    if discontinuity { "d" } else { "" }
+                )),
                 Verdict::Enqueue(Item::End) => Some("End".into()),
                 Verdict::Drop(r) => Some(r.label().to_string()),
                 Verdict::Nothing => None,
@@ -166,16 +192,40 @@ mod tests {
                 (frame(5, false), true),
             ],
         );
-        assert_eq!(out, ["waiting_for_idr", "disconnected", "disconnected", "waiting_for_idr", "F4", "F5"]);
+        assert_eq!(
+            out,
+            [
+                "waiting_for_idr",
+                "disconnected",
+                "disconnected",
+                "waiting_for_idr",
+                "F4",
+                "F5"
+            ]
+        );
     }
 
     #[test]
     fn resync_drops_the_rest_of_the_gop() {
         let mut g = Gate::default();
-        run(&mut g, vec![(SourceEvent::Format(info(320)), true), (frame(0, true), true)]);
+        run(
+            &mut g,
+            vec![
+                (SourceEvent::Format(info(320)), true),
+                (frame(0, true), true),
+            ],
+        );
         g.resync();
         assert!(g.waiting_for_idr());
-        let out = run(&mut g, vec![(frame(1, false), true), (frame(2, false), true), (frame(3, true), true), (frame(4, false), true)]);
+        let out = run(
+            &mut g,
+            vec![
+                (frame(1, false), true),
+                (frame(2, false), true),
+                (frame(3, true), true),
+                (frame(4, false), true),
+            ],
+        );
         assert_eq!(out, ["waiting_for_idr", "waiting_for_idr", "F3", "F4"]);
         assert!(!g.waiting_for_idr());
     }
@@ -190,7 +240,12 @@ mod tests {
                 (frame(0, true), true),
                 (SourceEvent::Format(info(320)), true), // same format repeated: no resync
                 (frame(1, false), true),
-                (SourceEvent::Discontinuity { reason: "restart".into() }, true),
+                (
+                    SourceEvent::Discontinuity {
+                        reason: "restart".into(),
+                    },
+                    true,
+                ),
                 (frame(2, false), true),
                 (frame(3, true), true),
                 (SourceEvent::Format(info(640)), true),
@@ -199,6 +254,17 @@ mod tests {
                 (SourceEvent::End, true),
             ],
         );
-        assert_eq!(out, ["F0", "F1", "waiting_for_idr", "F3d", "waiting_for_idr", "F5", "End"]);
+        assert_eq!(
+            out,
+            [
+                "F0",
+                "F1",
+                "waiting_for_idr",
+                "F3d",
+                "waiting_for_idr",
+                "F5",
+                "End"
+            ]
+        );
     }
 }

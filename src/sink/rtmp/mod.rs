@@ -45,7 +45,17 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(30);
 
 /// Audio sent along with the video.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum RtmpAudio {
     /// Video only.
@@ -63,9 +73,25 @@ pub struct DestinationParser;
 impl clap::builder::TypedValueParser for DestinationParser {
     type Value = Destination;
 
-    fn parse_ref(&self, cmd: &clap::Command, _arg: Option<&clap::Arg>, value: &std::ffi::OsStr) -> Result<Destination, clap::Error> {
-        let s = value.to_str().ok_or_else(|| clap::Error::raw(clap::error::ErrorKind::InvalidUtf8, "--rtmp: URL is not UTF-8\n"))?;
-        s.parse::<Destination>().map_err(|e| clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("--rtmp: {e}\n")).with_cmd(cmd))
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Destination, clap::Error> {
+        let s = value.to_str().ok_or_else(|| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidUtf8,
+                "--rtmp: URL is not UTF-8\n",
+            )
+        })?;
+        s.parse::<Destination>().map_err(|e| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--rtmp: {e}\n"),
+            )
+            .with_cmd(cmd)
+        })
     }
 }
 
@@ -86,7 +112,9 @@ pub fn mask_urls(text: &str) -> String {
             continue;
         };
         let end = text[scheme_end..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | ']' | '}' | '>'))
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | ']' | '}' | '>')
+            })
             .map_or(text.len(), |p| p + scheme_end);
         let url = &text[at..end];
         out.push_str(&text[i..at]);
@@ -94,7 +122,9 @@ pub fn mask_urls(text: &str) -> String {
             Ok(u) => out.push_str(&u.masked()),
             // Unparsable: keep the scheme and host at most.
             Err(_) => {
-                let host_end = url[scheme_end - at..].find('/').map_or(url.len(), |p| p + scheme_end - at);
+                let host_end = url[scheme_end - at..]
+                    .find('/')
+                    .map_or(url.len(), |p| p + scheme_end - at);
                 out.push_str(&url[..host_end]);
                 if host_end < url.len() {
                     out.push_str("/***");
@@ -122,13 +152,22 @@ impl Dest {
     fn dropped(&self, reason: DropReason, n: u64) {
         metrics::get()
             .rtmp_frames_dropped
-            .get_or_create(&RtmpDropLabels { destination: self.label.clone(), reason: reason.label() })
+            .get_or_create(&RtmpDropLabels {
+                destination: self.label.clone(),
+                reason: reason.label(),
+            })
             .inc_by(n);
     }
 
     fn set_state(&self, state: State) {
         for s in State::ALL {
-            let g = metrics::get().rtmp_state.get_or_create(&RtmpStateLabels { destination: self.label.clone(), state: s.label() }).clone();
+            let g = metrics::get()
+                .rtmp_state
+                .get_or_create(&RtmpStateLabels {
+                    destination: self.label.clone(),
+                    state: s.label(),
+                })
+                .clone();
             g.set((s == state) as i64);
         }
     }
@@ -143,7 +182,12 @@ enum State {
 }
 
 impl State {
-    const ALL: [State; 4] = [State::Connecting, State::Publishing, State::Retrying, State::Stopped];
+    const ALL: [State; 4] = [
+        State::Connecting,
+        State::Publishing,
+        State::Retrying,
+        State::Stopped,
+    ];
     fn label(self) -> &'static str {
         match self {
             State::Connecting => "connecting",
@@ -165,13 +209,18 @@ pub fn spawn(cfg: &Config, inputs: &super::SinkInputs) -> anyhow::Result<Vec<Joi
     let mut labels: Vec<String> = Vec::new();
     for d in &cfg.rtmp {
         let mut label = d.url.masked();
-        let same = labels.iter().filter(|l| l.split(" #").next() == Some(label.as_str())).count();
+        let same = labels
+            .iter()
+            .filter(|l| l.split(" #").next() == Some(label.as_str()))
+            .count();
         if same > 0 {
             label = format!("{label} #{}", same + 1);
         }
         labels.push(label.clone());
         let m = metrics::get();
-        let l = RtmpLabels { destination: label.clone() };
+        let l = RtmpLabels {
+            destination: label.clone(),
+        };
         let dest = Arc::new(Dest {
             url: d.url.clone(),
             bytes: m.rtmp_bytes.get_or_create(&l).clone(),
@@ -185,7 +234,13 @@ pub fn spawn(cfg: &Config, inputs: &super::SinkInputs) -> anyhow::Result<Vec<Joi
         let publishing = Arc::new(AtomicBool::new(false));
         let snapshots = inputs.snapshots.clone();
         let format = move || snapshots.borrow().info().cloned();
-        tokio::spawn(pump(dest.clone(), inputs.events.subscribe(), format, tx, publishing.clone()));
+        tokio::spawn(pump(
+            dest.clone(),
+            inputs.events.subscribe(),
+            format,
+            tx,
+            publishing.clone(),
+        ));
         handles.push(tokio::spawn(writer(dest, rx, publishing, tls.clone())));
     }
     Ok(handles)
@@ -260,14 +315,20 @@ enum Ended {
 }
 
 /// Connects, publishes, and reconnects with backoff until the queue closes.
-async fn writer(dest: Arc<Dest>, mut queue: mpsc::Receiver<Item>, publishing: Arc<AtomicBool>, tls: tokio_rustls::TlsConnector) {
+async fn writer(
+    dest: Arc<Dest>,
+    mut queue: mpsc::Receiver<Item>,
+    publishing: Arc<AtomicBool>,
+    tls: tokio_rustls::TlsConnector,
+) {
     let mut backoff = BACKOFF_START;
     let mut attempt: u64 = 0;
     loop {
         attempt += 1;
         dest.set_state(State::Connecting);
         tracing::debug!(destination = %dest.label, attempt, "rtmp: connecting");
-        let Some(opened) = unless_ended(&dest, &mut queue, Connection::open(&dest.url, &tls)).await else {
+        let Some(opened) = unless_ended(&dest, &mut queue, Connection::open(&dest.url, &tls)).await
+        else {
             dest.set_state(State::Stopped);
             return;
         };
@@ -310,7 +371,10 @@ async fn writer(dest: Arc<Dest>, mut queue: mpsc::Receiver<Item>, publishing: Ar
         dest.set_state(State::Retrying);
         dest.reconnects.inc();
         tracing::warn!(destination = %dest.label, attempt, error = %e, retry_in = ?backoff, "rtmp: destination failed; will retry");
-        if unless_ended(&dest, &mut queue, tokio::time::sleep(backoff)).await.is_none() {
+        if unless_ended(&dest, &mut queue, tokio::time::sleep(backoff))
+            .await
+            .is_none()
+        {
             dest.set_state(State::Stopped);
             return;
         }
@@ -321,7 +385,11 @@ async fn writer(dest: Arc<Dest>, mut queue: mpsc::Receiver<Item>, publishing: Ar
 /// Runs `fut` while watching the queue: `None` as soon as the source ends or hlsd shuts down.
 /// Frames still queued from a failed connection are dropped meanwhile (the pump queues none
 /// while not publishing).
-async fn unless_ended<T>(dest: &Dest, queue: &mut mpsc::Receiver<Item>, fut: impl std::future::Future<Output = T>) -> Option<T> {
+async fn unless_ended<T>(
+    dest: &Dest,
+    queue: &mut mpsc::Receiver<Item>,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
     tokio::pin!(fut);
     loop {
         tokio::select! {
@@ -414,13 +482,18 @@ mod tests {
         let m = mask_urls(t);
         assert!(!m.contains("SECRET"), "{m}");
         assert!(m.contains("rtmp://a.rtmp.youtube.com/live2/***"), "{m}");
-        assert_eq!(mask_urls("RTMPS://h:444/app/K1, rtmp://h/K2 rtmpx"), "rtmps://h:444/app/***, rtmp://h/*** rtmpx");
+        assert_eq!(
+            mask_urls("RTMPS://h:444/app/K1, rtmp://h/K2 rtmpx"),
+            "rtmps://h:444/app/***, rtmp://h/*** rtmpx"
+        );
         assert_eq!(mask_urls("no urls here"), "no urls here");
     }
 
     fn test_dest(label: &str) -> Arc<Dest> {
         let m = metrics::get();
-        let l = RtmpLabels { destination: label.into() };
+        let l = RtmpLabels {
+            destination: label.into(),
+        };
         Arc::new(Dest {
             url: "rtmp://h/live/k".parse().unwrap(),
             label: label.into(),
@@ -432,7 +505,13 @@ mod tests {
     }
 
     fn dropped(label: &str, reason: DropReason) -> u64 {
-        metrics::get().rtmp_frames_dropped.get_or_create(&RtmpDropLabels { destination: label.into(), reason: reason.label() }).get()
+        metrics::get()
+            .rtmp_frames_dropped
+            .get_or_create(&RtmpDropLabels {
+                destination: label.into(),
+                reason: reason.label(),
+            })
+            .get()
     }
 
     fn info() -> crate::media::TrackInfo {
@@ -484,13 +563,23 @@ mod tests {
         let dest = test_dest(label);
         let (ev_tx, ev_rx) = broadcast::channel(64);
         let (tx, mut rx) = mpsc::channel(4);
-        let pump = tokio::spawn(pump(dest, ev_rx, || None, tx, Arc::new(AtomicBool::new(true))));
+        let pump = tokio::spawn(pump(
+            dest,
+            ev_rx,
+            || None,
+            tx,
+            Arc::new(AtomicBool::new(true)),
+        ));
         ev_tx.send(SourceEvent::Format(info())).unwrap();
         for n in 0..12 {
             ev_tx.send(frame(n)).unwrap(); // GOPs of 4: IDRs at 0, 4, 8
         }
         until(|| dropped(label, DropReason::WaitingIdr) == 6).await;
-        assert_eq!(dropped(label, DropReason::QueueFull), 2, "IDRs 4 and 8 found the queue full");
+        assert_eq!(
+            dropped(label, DropReason::QueueFull),
+            2,
+            "IDRs 4 and 8 found the queue full"
+        );
         let first: Vec<_> = (0..4).map(|_| frame_no(rx.try_recv().ok())).collect();
         assert_eq!(first, [Some(0), Some(1), Some(2), Some(3)]);
         for n in 12..14 {
@@ -498,9 +587,16 @@ mod tests {
         }
         drop(ev_tx);
         pump.await.unwrap();
-        assert_eq!(frame_no(rx.recv().await), Some(12), "resumes at the next IDR");
+        assert_eq!(
+            frame_no(rx.recv().await),
+            Some(12),
+            "resumes at the next IDR"
+        );
         assert_eq!(frame_no(rx.recv().await), Some(13));
-        assert!(rx.recv().await.is_none(), "the queue closes with the source");
+        assert!(
+            rx.recv().await.is_none(),
+            "the queue closes with the source"
+        );
     }
 
     /// A reader that falls behind the broadcast channel resynchronises at the next IDR, with
@@ -515,11 +611,28 @@ mod tests {
             ev_tx.send(frame(n)).unwrap(); // overflows the channel before the pump runs
         }
         drop(ev_tx);
-        pump(test_dest(label), ev_rx, || Some(info()), tx, Arc::new(AtomicBool::new(true))).await;
-        assert_eq!(dropped(label, DropReason::Lagged), 7, "Format and frames 0-5 were lost");
-        assert_eq!(dropped(label, DropReason::WaitingIdr), 2, "frames 6 and 7 precede the next IDR");
+        pump(
+            test_dest(label),
+            ev_rx,
+            || Some(info()),
+            tx,
+            Arc::new(AtomicBool::new(true)),
+        )
+        .await;
+        assert_eq!(
+            dropped(label, DropReason::Lagged),
+            7,
+            "Format and frames 0-5 were lost"
+        );
+        assert_eq!(
+            dropped(label, DropReason::WaitingIdr),
+            2,
+            "frames 6 and 7 precede the next IDR"
+        );
         match rx.try_recv() {
-            Ok(Item::Frame { frame, info: i, .. }) => assert_eq!((frame.dts / 3000, i.width), (8, 320)),
+            Ok(Item::Frame { frame, info: i, .. }) => {
+                assert_eq!((frame.dts / 3000, i.width), (8, 320))
+            }
             other => panic!("expected IDR 8 with the window's format, got {other:?}"),
         }
         assert_eq!(frame_no(rx.try_recv().ok()), Some(9));
@@ -527,26 +640,63 @@ mod tests {
 
     #[test]
     fn config_from_cli_and_file() {
-        let c = Config::load_from(["hlsd", "--rtmp", "rtmp://h/live/K1", "--rtmp", "rtmps://h2/app/K2"]).unwrap();
+        let c = Config::load_from([
+            "hlsd",
+            "--rtmp",
+            "rtmp://h/live/K1",
+            "--rtmp",
+            "rtmps://h2/app/K2",
+        ])
+        .unwrap();
         assert_eq!(c.rtmp.len(), 2);
         assert_eq!(c.rtmp[1].url.stream_key(), "K2");
         assert_eq!(c.rtmp_audio, RtmpAudio::None);
-        assert!(!format!("{c:?}").contains("K1"), "Debug of the config masks stream keys");
+        assert!(
+            !format!("{c:?}").contains("K1"),
+            "Debug of the config masks stream keys"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("hlsd.toml");
         std::fs::write(&p, "rtmp-audio = \"silent\"\n[[rtmp]]\nurl = \"rtmp://h/live/F1\"\n[[rtmp]]\nurl = \"rtmp://h/live/F2\"\n").unwrap();
         let c = Config::load_from(["hlsd", "--config", p.to_str().unwrap()]).unwrap();
-        assert_eq!(c.rtmp.iter().map(|d| d.url.stream_key()).collect::<Vec<_>>(), ["F1", "F2"]);
+        assert_eq!(
+            c.rtmp
+                .iter()
+                .map(|d| d.url.stream_key())
+                .collect::<Vec<_>>(),
+            ["F1", "F2"]
+        );
         assert_eq!(c.rtmp_audio, RtmpAudio::Silent);
-        let c = Config::load_from(["hlsd", "--config", p.to_str().unwrap(), "--rtmp", "rtmp://h/live/C1"]).unwrap();
-        assert_eq!(c.rtmp.len(), 1, "command line replaces the file's list, like every other option");
+        let c = Config::load_from([
+            "hlsd",
+            "--config",
+            p.to_str().unwrap(),
+            "--rtmp",
+            "rtmp://h/live/C1",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.rtmp.len(),
+            1,
+            "command line replaces the file's list, like every other option"
+        );
 
         std::fs::write(&p, "[[rtmp]]\nurl = \"rtmp://h/SECRETKEY\"\n").unwrap();
-        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()]).unwrap_err().to_string();
-        assert!(e.contains("APP/STREAM-KEY") && !e.contains("SECRETKEY"), "{e}");
+        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("APP/STREAM-KEY") && !e.contains("SECRETKEY"),
+            "{e}"
+        );
         std::fs::write(&p, "[[rtmp]]\nurl = rtmp://h/live/SECRETKEY\n").unwrap();
-        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()]).unwrap_err().to_string();
-        assert!(!e.contains("SECRETKEY"), "TOML syntax errors quote the line: {e}");
+        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !e.contains("SECRETKEY"),
+            "TOML syntax errors quote the line: {e}"
+        );
     }
 }

@@ -63,7 +63,11 @@ impl RtmpUrl {
     }
 
     fn host_port(&self, always_port: bool) -> String {
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         let default = if self.tls { 443 } else { 1935 };
         if always_port || self.port != default {
             format!("{host}:{}", self.port)
@@ -74,7 +78,12 @@ impl RtmpUrl {
 
     /// `rtmp://host/app/***`: what logs and metrics show.
     pub fn masked(&self) -> String {
-        format!("{}://{}/{}/{KEY_MASK}", self.scheme(), self.host_port(false), self.app)
+        format!(
+            "{}://{}/{}/{KEY_MASK}",
+            self.scheme(),
+            self.host_port(false),
+            self.app
+        )
     }
 
     /// The `tcUrl` of the `connect` command (`rtmp://host:port/app`, no key); some ingest
@@ -97,14 +106,24 @@ impl FromStr for RtmpUrl {
             None => return Err(UrlError::Scheme("no scheme".into())),
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let shown = |what: &str| format!("{}://{authority}/{what}", if tls { "rtmps" } else { "rtmp" });
+        let shown = |what: &str| {
+            format!(
+                "{}://{authority}/{what}",
+                if tls { "rtmps" } else { "rtmp" }
+            )
+        };
         if authority.contains('@') {
             // The part before '@' is a secret too.
             let host = authority.rsplit('@').next().unwrap_or_default();
-            return Err(UrlError::Credentials(format!("{}://{KEY_MASK}@{host}/...", if tls { "rtmps" } else { "rtmp" })));
+            return Err(UrlError::Credentials(format!(
+                "{}://{KEY_MASK}@{host}/...",
+                if tls { "rtmps" } else { "rtmp" }
+            )));
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or_else(|| UrlError::Host(shown("...")))?;
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| UrlError::Host(shown("...")))?;
             (h, after.strip_prefix(':'))
         } else {
             match authority.rsplit_once(':') {
@@ -116,16 +135,35 @@ impl FromStr for RtmpUrl {
             return Err(UrlError::Host(shown("...")));
         }
         let port = match port {
-            None => if tls { 443 } else { 1935 },
-            Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| UrlError::Port(shown("..."), p.into()))?,
+            None => {
+                if tls {
+                    443
+                } else {
+                    1935
+                }
+            }
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| UrlError::Port(shown("..."), p.into()))?,
         };
         let path = path.trim_end_matches('/');
-        let (app, key) = path.rsplit_once('/').ok_or_else(|| UrlError::Path(shown(KEY_MASK)))?;
+        let (app, key) = path
+            .rsplit_once('/')
+            .ok_or_else(|| UrlError::Path(shown(KEY_MASK)))?;
         let app = app.trim_matches('/');
         if app.is_empty() || key.is_empty() {
             return Err(UrlError::Path(shown(KEY_MASK)));
         }
-        Ok(RtmpUrl { raw: s.to_string(), tls, host: host.to_string(), port, app: app.to_string(), key: key.to_string() })
+        Ok(RtmpUrl {
+            raw: s.to_string(),
+            tls,
+            host: host.to_string(),
+            port,
+            app: app.to_string(),
+            key: key.to_string(),
+        })
     }
 }
 
@@ -153,7 +191,9 @@ pub struct Destination {
 
 impl fmt::Debug for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Destination").field("url", &self.url).finish()
+        f.debug_struct("Destination")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
@@ -170,7 +210,10 @@ impl Serialize for Destination {
         struct Table<'a> {
             url: &'a str,
         }
-        Table { url: self.url.expose() }.serialize(s)
+        Table {
+            url: self.url.expose(),
+        }
+        .serialize(s)
     }
 }
 
@@ -205,18 +248,31 @@ mod tests {
 
     #[test]
     fn parses_ingest_urls() {
-        let u: RtmpUrl = "rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl".parse().unwrap();
-        assert_eq!((u.tls, u.host.as_str(), u.port, u.app.as_str()), (false, "a.rtmp.youtube.com", 1935, "live2"));
+        let u: RtmpUrl = "rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port, u.app.as_str()),
+            (false, "a.rtmp.youtube.com", 1935, "live2")
+        );
         assert_eq!(u.stream_key(), "abcd-efgh-ijkl");
         assert_eq!(u.masked(), "rtmp://a.rtmp.youtube.com/live2/***");
         assert_eq!(u.tc_url(), "rtmp://a.rtmp.youtube.com:1935/live2");
 
-        let u: RtmpUrl = "rtmps://live-api-s.facebook.com:443/rtmp/FB-123?s_bl=1".parse().unwrap();
-        assert_eq!((u.tls, u.port, u.app.as_str(), u.stream_key()), (true, 443, "rtmp", "FB-123?s_bl=1"));
+        let u: RtmpUrl = "rtmps://live-api-s.facebook.com:443/rtmp/FB-123?s_bl=1"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (u.tls, u.port, u.app.as_str(), u.stream_key()),
+            (true, 443, "rtmp", "FB-123?s_bl=1")
+        );
         assert_eq!(u.masked(), "rtmps://live-api-s.facebook.com/rtmp/***");
 
         let u: RtmpUrl = "RTMP://127.0.0.1:19350/app/inst/key/".parse().unwrap();
-        assert_eq!((u.port, u.app.as_str(), u.stream_key()), (19350, "app/inst", "key"));
+        assert_eq!(
+            (u.port, u.app.as_str(), u.stream_key()),
+            (19350, "app/inst", "key")
+        );
         assert_eq!(u.masked(), "rtmp://127.0.0.1:19350/app/inst/***");
 
         let u: RtmpUrl = "rtmp://[::1]:1936/live/k".parse().unwrap();
@@ -254,16 +310,29 @@ mod tests {
         struct C {
             rtmp: Vec<Destination>,
         }
-        let c: C = toml::from_str("rtmp = [\"rtmp://h/a/k1\", { url = \"rtmps://h/a/k2\" }]").unwrap();
+        let c: C =
+            toml::from_str("rtmp = [\"rtmp://h/a/k1\", { url = \"rtmps://h/a/k2\" }]").unwrap();
         assert_eq!(c.rtmp[1].url.stream_key(), "k2");
-        let c: C = toml::from_str("[[rtmp]]\nurl = \"rtmp://h/a/k1\"\n[[rtmp]]\nurl = \"rtmp://h/b/k2\"\n").unwrap();
+        let c: C = toml::from_str(
+            "[[rtmp]]\nurl = \"rtmp://h/a/k1\"\n[[rtmp]]\nurl = \"rtmp://h/b/k2\"\n",
+        )
+        .unwrap();
         assert_eq!(c.rtmp.len(), 2);
         // Round trip (the config merge goes through a TOML table).
         let back: C = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
         assert_eq!(back.rtmp, c.rtmp);
-        let e = toml::from_str::<C>("[[rtmp]]\nurl = \"rtmp://h/a/k\"\nkey = 1\n").err().unwrap().to_string();
+        let e = toml::from_str::<C>("[[rtmp]]\nurl = \"rtmp://h/a/k\"\nkey = 1\n")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("unknown field"), "{e}");
-        let e = toml::from_str::<C>("[[rtmp]]\nurl = \"rtmp://h/SECRETKEY\"\n").err().unwrap().to_string();
-        assert!(e.contains("APP/STREAM-KEY") && !e.contains("SECRETKEY"), "{e}");
+        let e = toml::from_str::<C>("[[rtmp]]\nurl = \"rtmp://h/SECRETKEY\"\n")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("APP/STREAM-KEY") && !e.contains("SECRETKEY"),
+            "{e}"
+        );
     }
 }
