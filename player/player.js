@@ -129,6 +129,7 @@
   var hasPlayed = false;
   var inStall = false;
   var lastSeekAt = -Infinity;
+  var lastTickAt = 0;
   var edgeKey = null;
   var edgeChangedAt = 0;
   var targetDurationMs = 0;
@@ -422,7 +423,9 @@
     var step = video.currentTime - lastTime;
     if (step !== 0) {
       // Playing moves the playhead by about TICK_MS times the rate; seeks jump or go back.
-      if (step > MIN_PLAY_STEP_S && step < MAX_PLAY_STEP_S && lastTime >= 0 && !video.paused && !video.seeking) {
+      // (hls.js nudges a stuck playhead forward with small seeks: those are not playback either.)
+      var seeked = lastSeekAt >= lastTickAt;
+      if (step > MIN_PLAY_STEP_S && step < MAX_PLAY_STEP_S && lastTime >= 0 && !video.paused && !video.seeking && !seeked) {
         if (!hasPlayed) stats.startupMs = Math.round(t - startedAt);
         hasPlayed = true;
         lastProgressAt = t;
@@ -430,6 +433,7 @@
       }
       lastTime = video.currentTime;
     }
+    lastTickAt = t;
     var stuckMs = t - Math.max(lastProgressAt, startedAt);
     if (hasPlayed && wantPlay && !video.seeking && stuckMs > STALL_DETECT_MS) beginStall('no progress');
     if (wantPlay && stuckMs > NO_PROGRESS_RESTART_MS) scheduleRestart('no progress for ' + Math.round(stuckMs) + ' ms');

@@ -319,6 +319,11 @@ fn probe_streams(url: &str, seconds: f64, select: &str, timeout: Duration) -> Op
 /// Asserts H.264 at `w`x`h`, 30 fps, at least `min_frames` decoded frames without errors,
 /// starting with a keyframe, 1/30 s apart.
 fn assert_video(p: &Probe, w: u32, h: u32, min_frames: usize, what: &str) {
+    assert_video_at(p, w, h, 30, min_frames, what)
+}
+
+/// [`assert_video`] at `fps`.
+fn assert_video_at(p: &Probe, w: u32, h: u32, fps: u32, min_frames: usize, what: &str) {
     assert!(
         p.stderr.trim().is_empty(),
         "{what}: decoder errors:\n{}",
@@ -332,7 +337,7 @@ fn assert_video(p: &Probe, w: u32, h: u32, min_frames: usize, what: &str) {
     );
     assert_eq!(
         p.vstream("avg_frame_rate"),
-        "30/1",
+        format!("{fps}/1"),
         "{what}: onMetaData framerate"
     );
     assert!(
@@ -361,13 +366,13 @@ fn assert_video(p: &Probe, w: u32, h: u32, min_frames: usize, what: &str) {
     steps.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let median = steps[steps.len() / 2];
     assert!(
-        (median - 1.0 / 30.0).abs() < 0.002,
-        "{what}: median frame step {median} s, not 1/30"
+        (median - 1.0 / fps as f64).abs() < 0.002,
+        "{what}: median frame step {median} s, not 1/{fps}"
     );
     let span = pts.last().unwrap() - pts[0];
     let rate = (pts.len() - 1) as f64 / span;
     assert!(
-        (rate - 30.0).abs() < 1.0,
+        (rate - fps as f64).abs() < 1.0,
         "{what}: {rate:.2} fps over {span:.2} s"
     );
 }
@@ -837,4 +842,180 @@ fn bad_urls_are_rejected_at_startup_without_showing_the_key() {
         !st.success() && text.contains("APP/STREAM-KEY") && !text.contains("SECRETKEY"),
         "{text}"
     );
+}
+
+/// An RTMP server (rml_rtmp's server session) that accepts `connect` and `publish` and then
+/// never reads again, like a relay whose uplink died without closing the connection. Reports
+/// each accepted publish.
+fn stalled_relay() -> (u16, mpsc::Receiver<()>) {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use rml_rtmp::sessions::{
+        ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
+    };
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming().map_while(Result::ok) {
+            let tx = tx.clone();
+            std::thread::spawn(move || -> Option<()> {
+                let mut s = s;
+                let mut hs = Handshake::new(PeerType::Server);
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut input = loop {
+                    let n = s.read(&mut buf).ok().filter(|&n| n > 0)?;
+                    match hs.process_bytes(&buf[..n]).ok()? {
+                        HandshakeProcessResult::InProgress { response_bytes } => {
+                            s.write_all(&response_bytes).ok()?
+                        }
+                        HandshakeProcessResult::Completed {
+                            response_bytes,
+                            remaining_bytes,
+                        } => {
+                            s.write_all(&response_bytes).ok()?;
+                            break remaining_bytes;
+                        }
+                    }
+                };
+                let (mut session, initial) = ServerSession::new(ServerSessionConfig::new()).ok()?;
+                let mut out = initial;
+                loop {
+                    out.extend(session.handle_input(&input).ok()?);
+                    let mut published = false;
+                    while !out.is_empty() {
+                        for r in std::mem::take(&mut out) {
+                            match r {
+                                ServerSessionResult::OutboundResponse(p) => {
+                                    s.write_all(&p.bytes).ok()?
+                                }
+                                ServerSessionResult::RaisedEvent(
+                                    ServerSessionEvent::ConnectionRequested { request_id, .. },
+                                ) => out.extend(session.accept_request(request_id).ok()?),
+                                ServerSessionResult::RaisedEvent(
+                                    ServerSessionEvent::PublishStreamRequested {
+                                        request_id, ..
+                                    },
+                                ) => {
+                                    out.extend(session.accept_request(request_id).ok()?);
+                                    published = true;
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    if published {
+                        let _ = tx.send(());
+                        // Stall: keep the connection open and read nothing, until the test ends.
+                        loop {
+                            std::thread::park();
+                        }
+                    }
+                    let n = s.read(&mut buf).ok().filter(|&n| n > 0)?;
+                    input = buf[..n].to_vec();
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// A relay that stops reading: its queue overflows (whole GOPs dropped, warned, counted), the
+/// stalled write times out and hlsd reconnects, while HLS and another destination carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_relay_costs_gops_then_the_connection_not_the_others() {
+    test_env();
+    let ngx = Nginx::start();
+    let (port, published) = stalled_relay();
+    let stalled = format!("rtmp://127.0.0.1:{port}/live/SECRETKEYS");
+    let stalled_masked = format!("rtmp://127.0.0.1:{port}/live/***");
+    let good = ngx.url("live", "good-SECRETKEYG");
+    // The 1080p capture at 25 fps (~4.7 Mbit/s) fills the stalled connection's socket buffers
+    // within seconds.
+    let src = format!("file:{}", fixture(FIXTURE_1080P).display());
+    let h = Hlsd::start(&[
+        "--source",
+        src.as_str(),
+        "--loop",
+        "--framerate",
+        "25",
+        "--segment-duration",
+        "2.4",
+        "--rtmp",
+        stalled.as_str(),
+        "--rtmp",
+        good.as_str(),
+    ]);
+    tokio::task::block_in_place(|| published.recv_timeout(Duration::from_secs(30)))
+        .expect("hlsd published to the relay");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(follow_parts(h.base.clone(), stop_rx));
+
+    let full = format!("rtmp: relay too slow, queue full; dropping frames until the next IDR destination={stalled_masked}");
+    assert!(
+        tokio::task::block_in_place(|| h.wait_stderr(&full, Duration::from_secs(40))),
+        "no queue-full warning:\n{}",
+        h.stderr()
+    );
+    // The other destination is unaffected meanwhile.
+    let p = tokio::task::block_in_place(|| probe(&good, 2.0, Duration::from_secs(30)))
+        .expect("good destination readable");
+    assert_video_at(
+        &p,
+        1920,
+        1080,
+        25,
+        40,
+        "good destination beside a stalled one",
+    );
+    let timeout =
+        format!("destination={stalled_masked} attempt=1 error=timed out writing to the server");
+    assert!(
+        tokio::task::block_in_place(|| h.wait_stderr(&timeout, Duration::from_secs(30))),
+        "no write timeout:\n{}",
+        h.stderr()
+    );
+    tokio::task::block_in_place(|| published.recv_timeout(Duration::from_secs(15)))
+        .expect("hlsd reconnected to the relay");
+
+    stop_tx.send(true).unwrap();
+    let (longest, parts) = follower.await.unwrap();
+    assert!(parts >= 20, "HLS published only {parts} parts meanwhile");
+    assert!(
+        longest < Duration::from_secs(1),
+        "a blocking reload waited {longest:?} for a 0.2 s part: the origin stalled"
+    );
+    let m = metrics(&client(), &h).await;
+    let (ls, lg) = (
+        format!("destination=\"{stalled_masked}\""),
+        format!("destination=\"{}\"", ngx.masked("live")),
+    );
+    assert!(
+        metric(
+            &m,
+            "hlsd_rtmp_frames_dropped_total",
+            &format!("{ls},reason=\"queue_full\"")
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "hlsd_rtmp_reconnects_total", &ls).unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "hlsd_rtmp_reconnects_total", &lg),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "hlsd_rtmp_frames_dropped_total",
+            &format!("{lg},reason=\"queue_full\"")
+        ),
+        None,
+        "{m}"
+    );
+    assert_no_key(&h, &["SECRETKEY"]);
 }

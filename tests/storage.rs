@@ -33,9 +33,18 @@ struct Moto {
 
 impl Moto {
     fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let dir = tempfile::tempdir().unwrap();
-        let mut m = Moto { child: None, port, log: dir.path().join("moto.log"), _dir: dir };
+        let mut m = Moto {
+            child: None,
+            port,
+            log: dir.path().join("moto.log"),
+            _dir: dir,
+        };
         m.spawn();
         m
     }
@@ -43,7 +52,14 @@ impl Moto {
     fn spawn(&mut self) {
         let log = std::fs::File::create(&self.log).unwrap();
         let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -63,7 +79,11 @@ impl Moto {
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
-            assert!(Instant::now() < deadline, "moto did not listen on {} within 30 s", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "moto did not listen on {} within 30 s",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -75,7 +95,11 @@ impl Moto {
     /// Creates a bucket that anyone may read (as one behind a CDN).
     async fn bucket(&self, name: &str) {
         let c = common::client();
-        let r = c.put(format!("{}/{name}", self.endpoint())).send().await.unwrap();
+        let r = c
+            .put(format!("{}/{name}", self.endpoint()))
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success(), "create bucket: {}", r.status());
         let policy = format!(
             r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::{name}/*"}}]}}"#
@@ -102,7 +126,9 @@ impl Moto {
             }
             let body = c.get(&url).send().await.unwrap().text().await.unwrap();
             keys.extend(xml_values(&body, "Key"));
-            token = xml_values(&body, "NextContinuationToken").into_iter().next();
+            token = xml_values(&body, "NextContinuationToken")
+                .into_iter()
+                .next();
             if token.is_none() {
                 break;
             }
@@ -113,7 +139,9 @@ impl Moto {
 
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", c.id())]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", c.id())])
+                .status();
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -129,7 +157,11 @@ impl Drop for Moto {
 fn xml_values(xml: &str, tag: &str) -> Vec<String> {
     let open = format!("<{tag}>");
     let close = format!("</{tag}>");
-    xml.split(&open).skip(1).filter_map(|s| s.split(&close).next()).map(str::to_string).collect()
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|s| s.split(&close).next())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The same AWS credentials for every test (moto accepts any).
@@ -145,7 +177,11 @@ fn aws_env() {
 
 /// Fetches objects of a published stream: from S3 over HTTP or from a directory.
 enum Origin<'a> {
-    S3 { endpoint: String, bucket: &'a str, prefix: &'a str },
+    S3 {
+        endpoint: String,
+        bucket: &'a str,
+        prefix: &'a str,
+    },
     Dir(PathBuf),
 }
 
@@ -158,20 +194,34 @@ struct Object {
 impl Origin<'_> {
     async fn get(&self, name: &str) -> Option<Object> {
         match self {
-            Origin::S3 { endpoint, bucket, prefix } => {
-                let r = common::get(&common::client(), &format!("{endpoint}/{bucket}/{prefix}{name}")).await;
+            Origin::S3 {
+                endpoint,
+                bucket,
+                prefix,
+            } => {
+                let r = common::get(
+                    &common::client(),
+                    &format!("{endpoint}/{bucket}/{prefix}{name}"),
+                )
+                .await;
                 (r.status == 200).then(|| Object {
                     content_type: r.header("content-type"),
                     cache_control: r.header("cache-control"),
                     body: r.body.to_vec(),
                 })
             }
-            Origin::Dir(dir) => std::fs::read(dir.join(name)).ok().map(|body| Object { body, content_type: None, cache_control: None }),
+            Origin::Dir(dir) => std::fs::read(dir.join(name)).ok().map(|body| Object {
+                body,
+                content_type: None,
+                cache_control: None,
+            }),
         }
     }
 
     async fn text(&self, name: &str) -> Option<String> {
-        self.get(name).await.map(|o| String::from_utf8(o.body).expect("UTF-8 playlist"))
+        self.get(name)
+            .await
+            .map(|o| String::from_utf8(o.body).expect("UTF-8 playlist"))
     }
 }
 
@@ -188,9 +238,25 @@ struct Published {
 
 impl Published {
     fn parse(text: &str) -> Published {
-        assert!(text.starts_with("#EXTM3U\n") && text.ends_with('\n'), "not a whole playlist:\n{text}");
-        let uri = |l: &str| l.split("URI=\"").nth(1).and_then(|r| r.split('"').next()).unwrap().to_string();
-        let mut p = Published { text: text.into(), media_sequence: 0, segments: vec![], maps: vec![], parts: vec![], endlist: false };
+        assert!(
+            text.starts_with("#EXTM3U\n") && text.ends_with('\n'),
+            "not a whole playlist:\n{text}"
+        );
+        let uri = |l: &str| {
+            l.split("URI=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap()
+                .to_string()
+        };
+        let mut p = Published {
+            text: text.into(),
+            media_sequence: 0,
+            segments: vec![],
+            maps: vec![],
+            parts: vec![],
+            endlist: false,
+        };
         for l in text.lines() {
             if let Some(v) = l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
                 p.media_sequence = v.parse().unwrap();
@@ -205,16 +271,25 @@ impl Published {
             }
         }
         // m3u8-rs, an independent parser, agrees.
-        let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap_or_else(|e| panic!("m3u8-rs: {e:?}\n{text}"));
+        let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes())
+            .unwrap_or_else(|e| panic!("m3u8-rs: {e:?}\n{text}"));
         assert_eq!(parsed.media_sequence, p.media_sequence);
         assert_eq!(parsed.segments.len(), p.segments.len());
         assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:"), "{text}");
-        assert!(!text.contains("CAN-BLOCK-RELOAD") && !text.contains("PRELOAD-HINT"), "static storage cannot block:\n{text}");
+        assert!(
+            !text.contains("CAN-BLOCK-RELOAD") && !text.contains("PRELOAD-HINT"),
+            "static storage cannot block:\n{text}"
+        );
         p
     }
 
     fn msn(uri: &str) -> u64 {
-        uri.rsplit("-s").next().unwrap().trim_end_matches(".m4s").parse().unwrap()
+        uri.rsplit("-s")
+            .next()
+            .unwrap()
+            .trim_end_matches(".m4s")
+            .parse()
+            .unwrap()
     }
 }
 
@@ -222,31 +297,71 @@ impl Published {
 /// Returns the final media playlist.
 async fn check_published(origin: &Origin<'_>, scratch: &Path, what: &str) -> Published {
     let s3 = matches!(origin, Origin::S3 { .. });
-    let mv = origin.get("stream.m3u8").await.unwrap_or_else(|| panic!("{what}: no stream.m3u8"));
+    let mv = origin
+        .get("stream.m3u8")
+        .await
+        .unwrap_or_else(|| panic!("{what}: no stream.m3u8"));
     let mv_text = String::from_utf8(mv.body.clone()).unwrap();
-    assert!(mv_text.contains("#EXT-X-STREAM-INF:") && mv_text.ends_with("\nmedia.m3u8\n"), "{what}:\n{mv_text}");
+    assert!(
+        mv_text.contains("#EXT-X-STREAM-INF:") && mv_text.ends_with("\nmedia.m3u8\n"),
+        "{what}:\n{mv_text}"
+    );
     assert!(mv_text.contains("RESOLUTION=320x240"), "{what}:\n{mv_text}");
-    let media = origin.get("media.m3u8").await.unwrap_or_else(|| panic!("{what}: no media.m3u8"));
+    let media = origin
+        .get("media.m3u8")
+        .await
+        .unwrap_or_else(|| panic!("{what}: no media.m3u8"));
     let pl = Published::parse(&String::from_utf8(media.body.clone()).unwrap());
-    assert!(pl.endlist, "{what}: clean shutdown ends the playlist:\n{}", pl.text);
+    assert!(
+        pl.endlist,
+        "{what}: clean shutdown ends the playlist:\n{}",
+        pl.text
+    );
     if s3 {
         for o in [&mv, &media] {
-            assert_eq!(o.content_type.as_deref(), Some("application/vnd.apple.mpegurl"), "{what}");
+            assert_eq!(
+                o.content_type.as_deref(),
+                Some("application/vnd.apple.mpegurl"),
+                "{what}"
+            );
         }
-        assert_eq!(media.cache_control.as_deref(), Some("public, max-age=60"), "{what}: ended playlist");
+        assert_eq!(
+            media.cache_control.as_deref(),
+            Some("public, max-age=60"),
+            "{what}: ended playlist"
+        );
         let cc = mv.cache_control.as_deref().unwrap_or_default();
-        assert!(cc == "no-cache" || cc.starts_with("public, max-age="), "{what}: {cc}");
+        assert!(
+            cc == "no-cache" || cc.starts_with("public, max-age="),
+            "{what}: {cc}"
+        );
     }
     assert!(!pl.segments.is_empty(), "{what}: no segments:\n{}", pl.text);
     let mut bytes = Vec::new();
     let mut last_map = None;
-    for uri in pl.maps.iter().chain(pl.parts.iter()).chain(pl.segments.iter()) {
-        let o = origin.get(uri).await.unwrap_or_else(|| panic!("{what}: {uri} is named but missing:\n{}", pl.text));
+    for uri in pl
+        .maps
+        .iter()
+        .chain(pl.parts.iter())
+        .chain(pl.segments.iter())
+    {
+        let o = origin
+            .get(uri)
+            .await
+            .unwrap_or_else(|| panic!("{what}: {uri} is named but missing:\n{}", pl.text));
         boxes(&o.body); // whole boxes only
         if s3 {
-            let want = if uri.ends_with(".mp4") { "video/mp4" } else { "video/iso.segment" };
+            let want = if uri.ends_with(".mp4") {
+                "video/mp4"
+            } else {
+                "video/iso.segment"
+            };
             assert_eq!(o.content_type.as_deref(), Some(want), "{what}: {uri}");
-            assert_eq!(o.cache_control.as_deref(), Some("public, max-age=31536000, immutable"), "{what}: {uri}");
+            assert_eq!(
+                o.cache_control.as_deref(),
+                Some("public, max-age=31536000, immutable"),
+                "{what}: {uri}"
+            );
         }
         if uri.ends_with(".mp4") {
             last_map = Some(o.body);
@@ -257,15 +372,35 @@ async fn check_published(origin: &Origin<'_>, scratch: &Path, what: &str) -> Pub
             bytes.extend_from_slice(&o.body);
         }
     }
-    let probe = probe_bytes(scratch, &format!("{}.mp4", what.replace(['/', ':', ' '], "_")), &bytes);
-    assert_eq!((probe.codec.as_str(), probe.width, probe.height), ("h264", 320, 240), "{what}: {probe:?}");
-    assert!(probe.frames >= 25 * pl.segments.len() as u64, "{what}: {} frames for {} segments", probe.frames, pl.segments.len());
-    assert!(probe.errors.trim().is_empty(), "{what}: ffprobe: {}", probe.errors);
+    let probe = probe_bytes(
+        scratch,
+        &format!("{}.mp4", what.replace(['/', ':', ' '], "_")),
+        &bytes,
+    );
+    assert_eq!(
+        (probe.codec.as_str(), probe.width, probe.height),
+        ("h264", 320, 240),
+        "{what}: {probe:?}"
+    );
+    assert!(
+        probe.frames >= 25 * pl.segments.len() as u64,
+        "{what}: {} frames for {} segments",
+        probe.frames,
+        pl.segments.len()
+    );
+    assert!(
+        probe.errors.trim().is_empty(),
+        "{what}: ffprobe: {}",
+        probe.errors
+    );
     pl
 }
 
 /// Polls `f` until it returns Some or the deadline passes.
-async fn until<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut f: impl FnMut() -> F) -> T {
+async fn until<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut f: impl FnMut() -> F,
+) -> T {
     let deadline = Instant::now() + STORE_DEADLINE;
     loop {
         if let Some(v) = f().await {
@@ -278,7 +413,9 @@ async fn until<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut f:
 
 fn stop(mut h: Hlsd) -> String {
     h.terminate();
-    let st = h.wait_exit(Duration::from_secs(30)).expect("hlsd exits after SIGTERM");
+    let st = h
+        .wait_exit(Duration::from_secs(30))
+        .expect("hlsd exits after SIGTERM");
     assert!(st.success(), "hlsd exit {st:?}:\n{}", h.stderr());
     h.stderr()
 }
@@ -328,7 +465,11 @@ async fn testsrc_published_to_s3_and_disk_matches_retention() {
         ),
     );
     let h = Hlsd::start(&["--config", &cfg]);
-    let live = Origin::S3 { endpoint: moto.endpoint(), bucket: "live", prefix: "cams/birdbox/" };
+    let live = Origin::S3 {
+        endpoint: moto.endpoint(),
+        bucket: "live",
+        prefix: "cams/birdbox/",
+    };
     // Run until the window slid by a few segments.
     until("a slid window in S3", || async {
         let t = live.text("media.m3u8").await?;
@@ -336,8 +477,15 @@ async fn testsrc_published_to_s3_and_disk_matches_retention() {
     })
     .await;
     let log = stop(h);
-    assert!(!log.contains("not-to-be-logged"), "a secret reached the log");
-    assert!(log.contains("output finished output=s3://live/cams/birdbox/") || log.contains("output finished"), "{log}");
+    assert!(
+        !log.contains("not-to-be-logged"),
+        "a secret reached the log"
+    );
+    assert!(
+        log.contains("output finished output=s3://live/cams/birdbox/")
+            || log.contains("output finished"),
+        "{log}"
+    );
 
     // Sliding window: the listed segments, plus at most the removed ones still in their grace
     // period (playlist duration + 1 T), never older ones.
@@ -345,25 +493,59 @@ async fn testsrc_published_to_s3_and_disk_matches_retention() {
     assert_eq!(pl.segments.len(), 6, "{}", pl.text);
     let first = Published::msn(&pl.segments[0]);
     let keys = moto.list("live", "cams/birdbox/").await;
-    let segs: Vec<u64> = keys.iter().filter(|k| k.ends_with(".m4s")).map(|k| Published::msn(k)).collect();
+    let segs: Vec<u64> = keys
+        .iter()
+        .filter(|k| k.ends_with(".m4s"))
+        .map(|k| Published::msn(k))
+        .collect();
     for s in &pl.segments {
         assert!(keys.contains(&format!("cams/birdbox/{s}")));
     }
     // Grace: 6 listed seconds + 1 T, so at most 7 removed segments remain.
-    assert!(segs.iter().all(|m| *m + 8 >= first), "old segments kept: {segs:?}, first listed {first}");
+    assert!(
+        segs.iter().all(|m| *m + 8 >= first),
+        "old segments kept: {segs:?}, first listed {first}"
+    );
     assert!(!segs.contains(&0), "segment 0 was not deleted: {keys:?}");
-    assert_eq!(keys.iter().filter(|k| k.ends_with(".mp4")).count(), 1, "{keys:?}");
+    assert_eq!(
+        keys.iter().filter(|k| k.ends_with(".mp4")).count(),
+        1,
+        "{keys:?}"
+    );
 
     // Recording: every segment from the first, an EVENT playlist that ended.
-    let rec = Origin::S3 { endpoint: moto.endpoint(), bucket: "live", prefix: "rec/" };
+    let rec = Origin::S3 {
+        endpoint: moto.endpoint(),
+        bucket: "live",
+        prefix: "rec/",
+    };
     let pl = check_published(&rec, tmp.path(), "s3 recording").await;
-    assert!(pl.text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n") && pl.media_sequence == 0, "{}", pl.text);
+    assert!(
+        pl.text.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n") && pl.media_sequence == 0,
+        "{}",
+        pl.text
+    );
     assert!(pl.segments.len() >= 9, "{}", pl.text);
-    assert!(pl.text.contains("#EXT-X-PART-INF:PART-TARGET="), "{}", pl.text);
+    assert!(
+        pl.text.contains("#EXT-X-PART-INF:PART-TARGET="),
+        "{}",
+        pl.text
+    );
     let keys = moto.list("live", "rec/").await;
-    let segs: Vec<String> = keys.iter().filter(|k| k.contains("-s")).map(|k| k.trim_start_matches("rec/").to_string()).collect();
-    assert_eq!(segs.len(), pl.segments.len(), "recording keeps exactly the listed segments: {keys:?}");
-    assert!(keys.iter().filter(|k| k.contains("-p")).count() >= 5 * pl.segments.len() - 5, "parts kept: {keys:?}");
+    let segs: Vec<String> = keys
+        .iter()
+        .filter(|k| k.contains("-s"))
+        .map(|k| k.trim_start_matches("rec/").to_string())
+        .collect();
+    assert_eq!(
+        segs.len(),
+        pl.segments.len(),
+        "recording keeps exactly the listed segments: {keys:?}"
+    );
+    assert!(
+        keys.iter().filter(|k| k.contains("-p")).count() >= 5 * pl.segments.len() - 5,
+        "parts kept: {keys:?}"
+    );
 
     // Directory: the same stream; nothing but final names.
     let dir = Origin::Dir(out.join("cams/birdbox"));
@@ -371,7 +553,10 @@ async fn testsrc_published_to_s3_and_disk_matches_retention() {
     assert_eq!(pl.segments.len(), 6);
     for e in std::fs::read_dir(out.join("cams/birdbox")).unwrap() {
         let n = e.unwrap().file_name().into_string().unwrap();
-        assert!(!n.starts_with('.'), "temporary file {n} left after a clean exit");
+        assert!(
+            !n.starts_with('.'),
+            "temporary file {n} left after a clean exit"
+        );
     }
 }
 
@@ -389,7 +574,11 @@ async fn s3_outage_and_restart_keep_the_origin_serving_and_the_store_consistent(
         &format!("window = 6\nwidth = 320\nheight = 240\n[[output]]\nurl = \"s3://live/cam\"\nendpoint = \"{}\"\nqueue = 3\n", moto.endpoint()),
     );
     let h = Hlsd::start(&["--config", &cfg]);
-    let origin = Origin::S3 { endpoint: moto.endpoint(), bucket: "live", prefix: "cam/" };
+    let origin = Origin::S3 {
+        endpoint: moto.endpoint(),
+        bucket: "live",
+        prefix: "cam/",
+    };
     let mut sequences = Vec::new();
     let before = until("3 published segments", || async {
         let p = Published::parse(&origin.text("media.m3u8").await?);
@@ -406,16 +595,33 @@ async fn s3_outage_and_restart_keep_the_origin_serving_and_the_store_consistent(
     let last = pl.last_complete_msn().unwrap();
     let next = common::wait_for_msn(&c, &h.base, last + 3).await;
     assert!(next.last_complete_msn().unwrap() >= last + 3);
-    assert!(h.wait_stderr("store request failed", Duration::from_secs(20)), "no failure logged:\n{}", h.stderr());
+    assert!(
+        h.wait_stderr("store request failed", Duration::from_secs(20)),
+        "no failure logged:\n{}",
+        h.stderr()
+    );
     let log = strip_ansi(&h.stderr());
-    let line = log.lines().find(|l| l.contains("store request failed")).unwrap();
-    assert!(line.contains("key=cam/"), "the log names the object: {line}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("store request failed"))
+        .unwrap();
+    assert!(
+        line.contains("key=cam/"),
+        "the log names the object: {line}"
+    );
     // The outage lasts 8 s (the scenario), longer than the queue of 3 segments.
     tokio::time::sleep(Duration::from_secs(8).saturating_sub(down.elapsed())).await;
     let metrics = common::get(&c, &h.url("/metrics")).await.text();
-    let failed: f64 = metric(&metrics, "hlsd_storage_requests_total{", "result=\"failed\"");
+    let failed: f64 = metric(
+        &metrics,
+        "hlsd_storage_requests_total{",
+        "result=\"failed\"",
+    );
     let dropped: f64 = metric(&metrics, "hlsd_storage_dropped_segments_total{", "");
-    assert!(failed >= 1.0 && dropped >= 1.0, "failed {failed}, dropped {dropped}:\n{metrics}");
+    assert!(
+        failed >= 1.0 && dropped >= 1.0,
+        "failed {failed}, dropped {dropped}:\n{metrics}"
+    );
 
     // Back, empty (moto keeps nothing): the bucket is recreated as an operator would.
     moto.spawn();
@@ -426,14 +632,22 @@ async fn s3_outage_and_restart_keep_the_origin_serving_and_the_store_consistent(
     })
     .await;
     sequences.push(after.media_sequence);
-    assert!(after.media_sequence > before.media_sequence, "before {}, after {}", before.media_sequence, after.media_sequence);
+    assert!(
+        after.media_sequence > before.media_sequence,
+        "before {}, after {}",
+        before.media_sequence,
+        after.media_sequence
+    );
     assert!(Published::msn(&after.segments[0]) > Published::msn(before.segments.last().unwrap()));
     let log = stop(h);
     assert!(log.contains("store reachable again"), "{log}");
     assert!(log.contains("dropping the oldest waiting segment"), "{log}");
     let fin = check_published(&origin, tmp.path(), "s3 after outage").await;
     sequences.push(fin.media_sequence);
-    assert!(sequences.windows(2).all(|w| w[0] <= w[1]), "media sequence went back: {sequences:?}");
+    assert!(
+        sequences.windows(2).all(|w| w[0] <= w[1]),
+        "media sequence went back: {sequences:?}"
+    );
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -466,14 +680,28 @@ async fn disk_output_killed_mid_run_leaves_no_partial_file() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("www");
     let spec = format!("dir:{}", out.display());
-    let mut h = Hlsd::start(&["--width", "320", "--height", "240", "--bitrate", "4000000", "--window", "6", "--output", &spec]);
+    let mut h = Hlsd::start(&[
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--bitrate",
+        "4000000",
+        "--window",
+        "6",
+        "--output",
+        &spec,
+    ]);
     let origin = Origin::Dir(out.clone());
     until("4 segments on disk", || async {
         let p = Published::parse(&origin.text("media.m3u8").await?);
         (p.segments.len() >= 4).then_some(())
     })
     .await;
-    let st = Command::new("kill").args(["-KILL", &h.pid().to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-KILL", &h.pid().to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     h.wait_exit(Duration::from_secs(10)).expect("killed");
     let mut finals = 0;
@@ -502,8 +730,16 @@ async fn disk_output_killed_mid_run_leaves_no_partial_file() {
     assert!(finals >= 6, "{finals} files");
     // A restart removes what a crash left behind before it publishes again.
     std::fs::write(out.join(".x-s1.m4s.1-0.hlsd-tmp"), b"partial").unwrap();
-    let h = Hlsd::start(&["--width", "320", "--height", "240", "--window", "6", "--output", &spec]);
-    let left: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert!(!left.iter().any(|n| n == ".x-s1.m4s.1-0.hlsd-tmp"), "{left:?}");
+    let h = Hlsd::start(&[
+        "--width", "320", "--height", "240", "--window", "6", "--output", &spec,
+    ]);
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        !left.iter().any(|n| n == ".x-s1.m4s.1-0.hlsd-tmp"),
+        "{left:?}"
+    );
     drop(h);
 }

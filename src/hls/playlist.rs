@@ -139,8 +139,15 @@ pub fn render_segment(o: &mut String, run: &str, seg: &SegmentView, parts: bool,
     }
 }
 
-/// Renders the multivariant playlist (one variant). `None` until the format is known.
+/// Renders the multivariant playlist (one variant) naming `media.m3u8`. `None` until the
+/// format is known.
 pub fn render_multivariant(snap: &Snapshot) -> Option<String> {
+    render_multivariant_to(snap, names::MEDIA)
+}
+
+/// Renders the multivariant playlist naming `media_uri` (the origin adds `?run=ID`, so that
+/// blocking-reload URLs, which caches keep for 6 T, never repeat across restarts).
+pub fn render_multivariant_to(snap: &Snapshot, media_uri: &str) -> Option<String> {
     let info = snap.info()?;
     let (avg, peak) = snap.bandwidth();
     // Before the first segment completes, estimate from the first parts.
@@ -156,7 +163,7 @@ pub fn render_multivariant(snap: &Snapshot) -> Option<String> {
         info.height,
         info.frame_rate()
     );
-    let _ = writeln!(o, "{}", names::MEDIA);
+    let _ = writeln!(o, "{media_uri}");
     Some(o)
 }
 

@@ -7,7 +7,7 @@
 use super::body::Chunks;
 use super::routes::{cache, Route};
 use crate::hls::blocking::{decide, timeout_secs, Decision, Directives};
-use crate::hls::playlist::{render_media, render_multivariant};
+use crate::hls::playlist::{names, render_media, render_multivariant_to};
 use crate::hls::window::Snapshot;
 use crate::metrics::{self, HttpLabels};
 use bytes::Bytes;
@@ -71,8 +71,8 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
         Route::Asset(name) => match super::assets::lookup(name) {
             Some(a) => {
                 let mut r = bytes_response(Bytes::from_static(a.body), a.content_type);
-                let cc = if name.is_empty() || name.ends_with(".html") { "no-cache" } else { "public, max-age=300" };
-                set(&mut r, header::CACHE_CONTROL, cc);
+                // Revalidated on every load: page, script and style change together on upgrade.
+                set(&mut r, header::CACHE_CONTROL, "no-cache");
                 r
             }
             None => not_found(path),
@@ -173,7 +173,7 @@ async fn multivariant(state: &HttpState, gzip: bool) -> Resp {
     let Some(snap) = wait_for(state, timeout, |s| s.info().is_some().then(|| s.clone())).await else {
         return unavailable("the stream has not started yet; retry shortly\n");
     };
-    let text = render_multivariant(&snap).unwrap_or_default();
+    let text = render_multivariant_to(&snap, &format!("{}?run={}", names::MEDIA, snap.run_id)).unwrap_or_default();
     let mut r = playlist_response(Bytes::from(text), gzip);
     let t = snap.target_duration.unwrap_or(1);
     set(&mut r, header::CACHE_CONTROL, &cache::live_playlist(t));

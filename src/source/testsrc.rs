@@ -114,6 +114,11 @@ fn run(
 ) {
     let fps = u64::from(gen.cfg.fps);
     let frame_time = Duration::from_nanos(1_000_000_000 / fps);
+    // Frames are "captured" at their scheduled time, so PROGRAM-DATE-TIME advances exactly with
+    // media time even when encoding runs late on a loaded machine (the delay then shows up as
+    // latency, which is what a viewer experiences).
+    let origin = start;
+    let wall_origin = SystemTime::now() - start.elapsed();
     let mut encoded = first;
     let mut last_warn: Option<Instant> = None;
     let mut encode_total = Duration::ZERO;
@@ -145,8 +150,10 @@ fn run(
                 last_warn = Some(now);
             }
             if rebase {
-                // Don't burst a backlog of frames: continue at real-time pace from now.
+                // Don't burst a backlog of frames: continue at real-time pace from now, and
+                // move media time along with the clock.
                 start += lag;
+                gen.dts_offset += (lag.as_nanos() * u128::from(TIMESCALE) / 1_000_000_000) as u64;
             }
         }
         if stop.load(Ordering::Relaxed) {
@@ -154,7 +161,8 @@ fn run(
             return;
         }
         let began = Instant::now();
-        encoded = match gen.next(SystemTime::now()) {
+        let scheduled = start + Duration::from_nanos(n * 1_000_000_000 / fps);
+        encoded = match gen.next(wall_origin + (scheduled - origin)) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "test source stopped");
@@ -188,6 +196,8 @@ struct Generator {
     /// Index of the next frame.
     n: u64,
     last_len: usize,
+    /// Added to the frame grid after the source skipped ahead (fell more than 1 s behind).
+    dts_offset: u64,
 }
 
 impl Generator {
@@ -214,6 +224,7 @@ impl Generator {
             track: None,
             n: 0,
             last_len: 0,
+            dts_offset: 0,
         })
     }
 
@@ -283,7 +294,7 @@ impl Generator {
         }
         self.last_len = data.len();
         let frame = Frame {
-            dts: dts(n, self.cfg.fps),
+            dts: dts(n, self.cfg.fps) + self.dts_offset,
             capture,
             data: Bytes::from(data),
             idr,

@@ -180,5 +180,9 @@ test('source stopped and restarted: the page recovers on its own', { timeout: TE
   }
   assert.equal(end.width, 640, 'video width');
   assert.equal(end.height, 360, 'video height');
-  assert.deepEqual(consoleErrors, [], 'console errors');
+  // While the source is away, hlsd answers held playlist requests with 503 after 3 target
+  // durations (RFC 8216bis 6.2.5.2) and Chromium logs each failed request on the console. Those
+  // are the outage itself, not errors of the page; anything else is.
+  const pageErrors = consoleErrors.filter((m) => !/^Failed to load resource: the server responded with a status of 503/.test(m));
+  assert.deepEqual(pageErrors, [], 'console errors');
 });

@@ -26,8 +26,10 @@ use tokio_rustls::rustls;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// RTMP handshake + connect + createStream + publish limit.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
-/// One packet write limit: a peer that accepts nothing for this long is taken as dead.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// One packet write limit: a peer that accepts nothing for this long is taken as dead. Longer
+/// than the queue (`QUEUE_FRAMES`, 8 s at 30 fps), so a congested link first costs GOPs and only
+/// a link that stays stuck costs the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Time allowed for unpublishing politely on shutdown.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -373,10 +375,20 @@ impl Connection {
         self.send_results(vec![r]).await
     }
 
-    /// Waits for bytes from the server and answers them (acknowledgements, pings). Cancel-safe:
-    /// use it in `select!` beside the frame queue. Errors when the server closes or complains.
-    pub async fn serve_inbound(&mut self) -> Result<(), ConnError> {
-        let bytes = match self.inbound.recv().await {
+    /// Waits for bytes from the server. Cancel-safe (use it in `select!` beside the frame
+    /// queue); hand the result to [`Connection::answer_inbound`], which is not.
+    pub async fn recv_inbound(&mut self) -> Option<std::io::Result<Vec<u8>>> {
+        self.inbound.recv().await
+    }
+
+    /// Processes what [`Connection::recv_inbound`] returned: answers acknowledgements and pings;
+    /// errors when the server closed the connection or sent a failure status. Must run to
+    /// completion (a write cut short would corrupt the RTMP chunk stream).
+    pub async fn answer_inbound(
+        &mut self,
+        got: Option<std::io::Result<Vec<u8>>>,
+    ) -> Result<(), ConnError> {
+        let bytes = match got {
             Some(Ok(b)) => b,
             Some(Err(e)) => return Err(e.into()),
             None => return Err(ConnError::Closed("")),

@@ -242,6 +242,78 @@ impl<'de> Deserialize<'de> for Destination {
     }
 }
 
+/// clap value parser for `--rtmp`: its errors never echo the URL (clap's default message
+/// quotes the value, stream key included).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DestinationParser;
+
+impl clap::builder::TypedValueParser for DestinationParser {
+    type Value = Destination;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Destination, clap::Error> {
+        let s = value.to_str().ok_or_else(|| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidUtf8,
+                "--rtmp: URL is not UTF-8\n",
+            )
+        })?;
+        s.parse::<Destination>().map_err(|e| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--rtmp: {e}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+}
+
+/// Replaces the stream key of every `rtmp://`/`rtmps://` URL in `text` (e.g. a config file
+/// parse error quoting the offending line) with [`url::KEY_MASK`].
+pub fn mask_urls(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(at) = lower[i..].find("rtmp").map(|p| p + i) {
+        let scheme_end = if lower[at..].starts_with("rtmps://") {
+            at + 8
+        } else if lower[at..].starts_with("rtmp://") {
+            at + 7
+        } else {
+            out.push_str(&text[i..at + 4]);
+            i = at + 4;
+            continue;
+        };
+        let end = text[scheme_end..]
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | ']' | '}' | '>')
+            })
+            .map_or(text.len(), |p| p + scheme_end);
+        let url = &text[at..end];
+        out.push_str(&text[i..at]);
+        match url.parse::<RtmpUrl>() {
+            Ok(u) => out.push_str(&u.masked()),
+            // Unparsable: keep the scheme and host at most.
+            Err(_) => {
+                let host_end = url[scheme_end - at..]
+                    .find('/')
+                    .map_or(url.len(), |p| p + scheme_end - at);
+                out.push_str(&url[..host_end]);
+                if host_end < url.len() {
+                    out.push_str("/***");
+                }
+            }
+        }
+        i = end;
+    }
+    out.push_str(&text[i..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,5 +406,18 @@ mod tests {
             e.contains("APP/STREAM-KEY") && !e.contains("SECRETKEY"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn masks_urls_in_text() {
+        let t = "TOML parse error at line 2\n2 | url = \"rtmp://a.rtmp.youtube.com/live2/SECRET-KEY\n  |       ^";
+        let m = mask_urls(t);
+        assert!(!m.contains("SECRET"), "{m}");
+        assert!(m.contains("rtmp://a.rtmp.youtube.com/live2/***"), "{m}");
+        assert_eq!(
+            mask_urls("RTMPS://h:444/app/K1, rtmp://h/K2 rtmpx"),
+            "rtmps://h:444/app/***, rtmp://h/*** rtmpx"
+        );
+        assert_eq!(mask_urls("no urls here"), "no urls here");
     }
 }

@@ -94,7 +94,10 @@ impl FromStr for OutputSpec {
     type Err = String;
     /// The command-line form: `dir:PATH` or `s3://BUCKET[/PREFIX]`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let spec = OutputSpec { url: Some(s.to_string()), ..Default::default() };
+        let spec = OutputSpec {
+            url: Some(s.to_string()),
+            ..Default::default()
+        };
         spec.target()?;
         Ok(spec)
     }
@@ -104,8 +107,14 @@ impl FromStr for OutputSpec {
 impl<'de> Deserialize<'de> for OutputSpecEntry {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match toml::Value::deserialize(d)? {
-            toml::Value::String(s) => s.parse().map(OutputSpecEntry).map_err(serde::de::Error::custom),
-            other => other.try_into::<OutputSpec>().map(OutputSpecEntry).map_err(serde::de::Error::custom),
+            toml::Value::String(s) => s
+                .parse()
+                .map(OutputSpecEntry)
+                .map_err(serde::de::Error::custom),
+            other => other
+                .try_into::<OutputSpec>()
+                .map(OutputSpecEntry)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -148,30 +157,53 @@ impl OutputSpec {
     /// Resolves and checks where this output writes.
     pub fn target(&self) -> Result<Target, String> {
         let extra = self.prefix.as_deref().unwrap_or("");
-        let given = [self.url.is_some(), self.dir.is_some(), self.bucket.is_some()].iter().filter(|b| **b).count();
+        let given = [
+            self.url.is_some(),
+            self.dir.is_some(),
+            self.bucket.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if given != 1 {
-            return Err("give exactly one of url (dir:PATH or s3://BUCKET/PREFIX), dir, bucket".into());
+            return Err(
+                "give exactly one of url (dir:PATH or s3://BUCKET/PREFIX), dir, bucket".into(),
+            );
         }
         if let Some(dir) = &self.dir {
-            return Ok(Target::Dir { path: dir.clone(), prefix: join_prefix(&[extra])? });
+            return Ok(Target::Dir {
+                path: dir.clone(),
+                prefix: join_prefix(&[extra])?,
+            });
         }
         if let Some(bucket) = &self.bucket {
             check_bucket(bucket)?;
-            return Ok(Target::S3 { bucket: bucket.clone(), prefix: join_prefix(&[extra])? });
+            return Ok(Target::S3 {
+                bucket: bucket.clone(),
+                prefix: join_prefix(&[extra])?,
+            });
         }
         let url = self.url.as_deref().unwrap_or_default();
         if let Some(path) = url.strip_prefix("dir:") {
             if path.is_empty() {
                 return Err(format!("'{url}': dir: needs a path"));
             }
-            return Ok(Target::Dir { path: PathBuf::from(path), prefix: join_prefix(&[extra])? });
+            return Ok(Target::Dir {
+                path: PathBuf::from(path),
+                prefix: join_prefix(&[extra])?,
+            });
         }
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
             check_bucket(bucket)?;
-            return Ok(Target::S3 { bucket: bucket.to_string(), prefix: join_prefix(&[path, extra])? });
+            return Ok(Target::S3 {
+                bucket: bucket.to_string(),
+                prefix: join_prefix(&[path, extra])?,
+            });
         }
-        Err(format!("unknown output '{url}': use dir:PATH or s3://BUCKET/PREFIX"))
+        Err(format!(
+            "unknown output '{url}': use dir:PATH or s3://BUCKET/PREFIX"
+        ))
     }
 
     /// Checks everything (called by `Config::validate`).
@@ -185,7 +217,9 @@ impl OutputSpec {
         }
         if let Some(e) = &self.endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(format!("endpoint '{e}' must start with http:// or https://"));
+                return Err(format!(
+                    "endpoint '{e}' must start with http:// or https://"
+                ));
             }
         }
         Ok(())
@@ -203,7 +237,10 @@ impl OutputSpec {
 
     /// S3 client settings; `default_endpoint` is `--s3-endpoint`.
     pub fn s3_settings(&self, bucket: &str, default_endpoint: Option<&str>) -> S3Settings {
-        let endpoint = self.endpoint.clone().or_else(|| default_endpoint.map(str::to_string));
+        let endpoint = self
+            .endpoint
+            .clone()
+            .or_else(|| default_endpoint.map(str::to_string));
         S3Settings {
             bucket: bucket.to_string(),
             path_style: self.path_style.unwrap_or(endpoint.is_some()),
@@ -228,7 +265,9 @@ impl OutputSpec {
 
 fn check_bucket(b: &str) -> Result<(), String> {
     let ok = (3..=63).contains(&b.len())
-        && b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.' || c == b'_');
+        && b.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.' || c == b'_'
+        });
     if ok {
         Ok(())
     } else {
@@ -243,11 +282,29 @@ mod tests {
     #[test]
     fn parses_command_line_and_table_forms() {
         let s: OutputSpec = "s3://bucket/cams/birdbox/".parse().unwrap();
-        assert_eq!(s.target().unwrap(), Target::S3 { bucket: "bucket".into(), prefix: "cams/birdbox/".into() });
+        assert_eq!(
+            s.target().unwrap(),
+            Target::S3 {
+                bucket: "bucket".into(),
+                prefix: "cams/birdbox/".into()
+            }
+        );
         let s: OutputSpec = "s3://bucket".parse().unwrap();
-        assert_eq!(s.target().unwrap(), Target::S3 { bucket: "bucket".into(), prefix: "".into() });
+        assert_eq!(
+            s.target().unwrap(),
+            Target::S3 {
+                bucket: "bucket".into(),
+                prefix: "".into()
+            }
+        );
         let s: OutputSpec = "dir:/srv/hls".parse().unwrap();
-        assert_eq!(s.target().unwrap(), Target::Dir { path: "/srv/hls".into(), prefix: "".into() });
+        assert_eq!(
+            s.target().unwrap(),
+            Target::Dir {
+                path: "/srv/hls".into(),
+                prefix: "".into()
+            }
+        );
         assert!("ftp://x".parse::<OutputSpec>().is_err());
         assert!("s3://Bad_Bucket!/x".parse::<OutputSpec>().is_err());
         assert!("s3://bucket/../x".parse::<OutputSpec>().is_err());
@@ -257,24 +314,42 @@ mod tests {
         struct F {
             output: Vec<OutputSpecEntry>,
         }
-        let f: F = toml::from_str(
-            "output = [\"dir:/a\"]\n",
-        )
-        .unwrap();
-        assert_eq!(f.output[0].0.target().unwrap(), Target::Dir { path: "/a".into(), prefix: "".into() });
+        let f: F = toml::from_str("output = [\"dir:/a\"]\n").unwrap();
+        assert_eq!(
+            f.output[0].0.target().unwrap(),
+            Target::Dir {
+                path: "/a".into(),
+                prefix: "".into()
+            }
+        );
         let f: F = toml::from_str(
             "[[output]]\nbucket = \"media\"\nprefix = \"cams/birdbox\"\nendpoint = \"http://127.0.0.1:9000\"\n\
              retention = \"all\"\nparts = true\nsecret-access-key = \"hunter2\"\n",
         )
         .unwrap();
         let o = &f.output[0].0;
-        assert_eq!(o.target().unwrap(), Target::S3 { bucket: "media".into(), prefix: "cams/birdbox/".into() });
+        assert_eq!(
+            o.target().unwrap(),
+            Target::S3 {
+                bucket: "media".into(),
+                prefix: "cams/birdbox/".into()
+            }
+        );
         assert_eq!(o.retention(), Retention::All);
         let st = o.s3_settings("media", None);
         assert!(st.path_style, "custom endpoint defaults to path style");
-        assert!(!format!("{o:?}").contains("hunter2"), "Debug shows the secret");
-        assert!(!format!("{st:?}").contains("hunter2"), "Debug shows the secret");
-        let e = toml::from_str::<F>("[[output]]\nurl = \"dir:/a\"\nqueu = 3\n").err().unwrap().to_string();
+        assert!(
+            !format!("{o:?}").contains("hunter2"),
+            "Debug shows the secret"
+        );
+        assert!(
+            !format!("{st:?}").contains("hunter2"),
+            "Debug shows the secret"
+        );
+        let e = toml::from_str::<F>("[[output]]\nurl = \"dir:/a\"\nqueu = 3\n")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("queu"), "{e}");
     }
 }

@@ -35,25 +35,43 @@ pub struct StorageMetrics {
 
 impl Default for StorageMetrics {
     fn default() -> Self {
-        let buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        let buckets = [
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
         StorageMetrics {
             requests: Family::default(),
             dropped_segments: Family::default(),
             queue_depth: Family::default(),
             bytes: Family::default(),
-            upload_seconds: Histogram::new(buckets.into_iter()),
-            segment_delay_seconds: Histogram::new(buckets.into_iter()),
+            upload_seconds: Histogram::new(buckets),
+            segment_delay_seconds: Histogram::new(buckets),
         }
     }
 }
 
 impl StorageMetrics {
     pub fn register(&self, r: &mut Registry) {
-        r.register("storage_requests", "Store requests of the outputs by operation and result", self.requests.clone());
-        r.register("storage_dropped_segments", "Segments dropped because the store fell behind", self.dropped_segments.clone());
-        r.register("storage_queue_depth", "Segments waiting to be stored", self.queue_depth.clone());
+        r.register(
+            "storage_requests",
+            "Store requests of the outputs by operation and result",
+            self.requests.clone(),
+        );
+        r.register(
+            "storage_dropped_segments",
+            "Segments dropped because the store fell behind",
+            self.dropped_segments.clone(),
+        );
+        r.register(
+            "storage_queue_depth",
+            "Segments waiting to be stored",
+            self.queue_depth.clone(),
+        );
         r.register("storage_bytes", "Bytes stored", self.bytes.clone());
-        r.register("storage_upload_seconds", "Duration of successful uploads", self.upload_seconds.clone());
+        r.register(
+            "storage_upload_seconds",
+            "Duration of successful uploads",
+            self.upload_seconds.clone(),
+        );
         r.register(
             "storage_segment_delay_seconds",
             "Delay from a segment completing to its object being stored",

@@ -40,28 +40,46 @@ pub fn spawn(cfg: &Config, inputs: &super::SinkInputs) -> Result<Vec<JoinHandle<
     for entry in &cfg.output {
         let spec = &entry.0;
         let label = spec.label();
-        let err = |msg: String| OutputError::Setup { label: label.clone(), msg };
+        let err = |msg: String| OutputError::Setup {
+            label: label.clone(),
+            msg,
+        };
         let target = spec.target().map_err(err)?;
         let pcfg = publisher_config(spec, &label, cfg.window);
         let snapshots = inputs.snapshots.clone();
         match target {
             Target::Dir { path, prefix } => {
-                std::fs::create_dir_all(path.join(&prefix)).map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
+                std::fs::create_dir_all(path.join(&prefix))
+                    .map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
                 let store = DiskStore::new(path, spec.fsync.unwrap_or(true));
                 match store.remove_temporaries(&prefix) {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(output = %label, files = n, "removed temporary files left by an earlier crash"),
-                    Err(e) => return Err(err(format!("cannot clean {}: {e}", store.root().display()))),
+                    Ok(n) => {
+                        tracing::info!(output = %label, files = n, "removed temporary files left by an earlier crash")
+                    }
+                    Err(e) => {
+                        return Err(err(format!("cannot clean {}: {e}", store.root().display())))
+                    }
                 }
                 tracing::info!(output = %label, retention = ?pcfg.retention, parts = pcfg.parts, "publishing to a directory");
-                handles.push(tokio::spawn(publisher::run(Arc::new(store), PublisherConfig { prefix, ..pcfg }, metrics.clone(), snapshots)));
+                handles.push(tokio::spawn(publisher::run(
+                    Arc::new(store),
+                    PublisherConfig { prefix, ..pcfg },
+                    metrics.clone(),
+                    snapshots,
+                )));
             }
             Target::S3 { bucket, prefix } => {
                 let settings = spec.s3_settings(&bucket, cfg.s3_endpoint.as_deref());
                 let store = S3Store::new(&settings).map_err(|e| err(e.to_string()))?;
                 tracing::info!(output = %label, endpoint = settings.endpoint.as_deref().unwrap_or("AWS"),
                     path_style = settings.path_style, retention = ?pcfg.retention, parts = pcfg.parts, "publishing to S3");
-                handles.push(tokio::spawn(publisher::run(Arc::new(store), PublisherConfig { prefix, ..pcfg }, metrics.clone(), snapshots)));
+                handles.push(tokio::spawn(publisher::run(
+                    Arc::new(store),
+                    PublisherConfig { prefix, ..pcfg },
+                    metrics.clone(),
+                    snapshots,
+                )));
             }
         }
     }

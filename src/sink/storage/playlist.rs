@@ -46,11 +46,19 @@ pub fn render_static(p: &StaticPlaylist) -> String {
         o.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
     }
     if let Some(pt) = p.part_target {
-        let _ = writeln!(o, "#EXT-X-SERVER-CONTROL:PART-HOLD-BACK={}", secs(pt * PART_HOLD_BACK_PARTS));
+        let _ = writeln!(
+            o,
+            "#EXT-X-SERVER-CONTROL:PART-HOLD-BACK={}",
+            secs(pt * PART_HOLD_BACK_PARTS)
+        );
         let _ = writeln!(o, "#EXT-X-PART-INF:PART-TARGET={}", secs(pt));
     }
     let _ = writeln!(o, "#EXT-X-MEDIA-SEQUENCE:{}", p.media_sequence);
-    let _ = writeln!(o, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", p.discontinuity_sequence);
+    let _ = writeln!(
+        o,
+        "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+        p.discontinuity_sequence
+    );
     o.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     // Parts only for about the last 3 target durations (rule 12).
     let list_parts_from = match p.part_target {
@@ -84,7 +92,10 @@ pub fn named_objects(p: &StaticPlaylist) -> Vec<String> {
     render_static(p)
         .lines()
         .filter_map(|l| {
-            if let Some(rest) = l.strip_prefix("#EXT-X-MAP:URI=\"").or_else(|| l.strip_prefix("#EXT-X-PART:DURATION=")) {
+            if let Some(rest) = l
+                .strip_prefix("#EXT-X-MAP:URI=\"")
+                .or_else(|| l.strip_prefix("#EXT-X-PART:DURATION="))
+            {
                 let uri = rest.split("URI=\"").last().unwrap_or(rest);
                 return uri.split('"').next().map(str::to_string);
             }
@@ -105,7 +116,12 @@ mod tests {
 
     fn seg(msn: u64, disc: bool, init_id: u32, parts: usize, complete: bool) -> Arc<SegmentView> {
         let parts: Vec<PartView> = (0..parts)
-            .map(|i| PartView { global: msn * 5 + i as u64, duration: T / 5, independent: i == 0, data: Bytes::new() })
+            .map(|i| PartView {
+                global: msn * 5 + i as u64,
+                duration: T / 5,
+                independent: i == 0,
+                data: Bytes::new(),
+            })
             .collect();
         Arc::new(SegmentView {
             msn,
@@ -120,7 +136,11 @@ mod tests {
 
     #[test]
     fn sliding_window_with_gap() {
-        let segs = [seg(7, false, 0, 5, true), seg(8, false, 0, 5, true), seg(11, true, 0, 5, true)];
+        let segs = [
+            seg(7, false, 0, 5, true),
+            seg(8, false, 0, 5, true),
+            seg(11, true, 0, 5, true),
+        ];
         let p = StaticPlaylist {
             run: "r1",
             target_duration: 1,
@@ -150,7 +170,10 @@ r1-s8.m4s
 r1-s11.m4s
 ";
         assert_eq!(render_static(&p), want);
-        assert_eq!(named_objects(&p), ["r1-i0.mp4", "r1-s7.m4s", "r1-s8.m4s", "r1-s11.m4s"]);
+        assert_eq!(
+            named_objects(&p),
+            ["r1-i0.mp4", "r1-s7.m4s", "r1-s8.m4s", "r1-s11.m4s"]
+        );
         // The playlist parses with an independent parser.
         let parsed = m3u8_rs::parse_media_playlist_res(want.as_bytes()).unwrap();
         assert_eq!(parsed.media_sequence, 3);
@@ -192,12 +215,21 @@ r1-s1.m4s
         assert_eq!(render_static(&p), want);
         let parsed = m3u8_rs::parse_media_playlist_res(want.as_bytes()).unwrap();
         assert!(parsed.end_list);
-        assert_eq!(parsed.playlist_type, Some(m3u8_rs::MediaPlaylistType::Event));
+        assert_eq!(
+            parsed.playlist_type,
+            Some(m3u8_rs::MediaPlaylistType::Event)
+        );
     }
 
     #[test]
     fn parts_near_the_edge_and_an_open_segment() {
-        let segs = [seg(1, false, 0, 5, true), seg(2, false, 0, 5, true), seg(3, false, 0, 5, true), seg(4, false, 0, 5, true), seg(5, false, 0, 2, false)];
+        let segs = [
+            seg(1, false, 0, 5, true),
+            seg(2, false, 0, 5, true),
+            seg(3, false, 0, 5, true),
+            seg(4, false, 0, 5, true),
+            seg(5, false, 0, 2, false),
+        ];
         let p = StaticPlaylist {
             run: "r",
             target_duration: 1,
@@ -210,14 +242,28 @@ r1-s1.m4s
         };
         let text = render_static(&p);
         assert!(text.contains("#EXT-X-SERVER-CONTROL:PART-HOLD-BACK=0.60000\n#EXT-X-PART-INF:PART-TARGET=0.20000\n"), "{text}");
-        assert!(!text.contains("CAN-BLOCK-RELOAD") && !text.contains("PRELOAD-HINT"), "{text}");
+        assert!(
+            !text.contains("CAN-BLOCK-RELOAD") && !text.contains("PRELOAD-HINT"),
+            "{text}"
+        );
         // 3 T of parts: segments 3, 4 and the open 5; none for 1 and 2.
-        assert!(!text.contains("r-p5.m4s") && !text.contains("r-p14.m4s"), "{text}");
-        assert!(text.contains("#EXT-X-PART:DURATION=0.20000,URI=\"r-p15.m4s\",INDEPENDENT=YES\n"), "{text}");
-        assert!(text.ends_with("#EXT-X-PART:DURATION=0.20000,URI=\"r-p26.m4s\"\n"), "{text}");
+        assert!(
+            !text.contains("r-p5.m4s") && !text.contains("r-p14.m4s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("#EXT-X-PART:DURATION=0.20000,URI=\"r-p15.m4s\",INDEPENDENT=YES\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("#EXT-X-PART:DURATION=0.20000,URI=\"r-p26.m4s\"\n"),
+            "{text}"
+        );
         let named = named_objects(&p);
         assert_eq!(named.len(), 1 + 4 + 2 * 5 + 2, "{named:?}");
-        assert!(named.contains(&"r-p26.m4s".to_string()) && named.contains(&"r-s4.m4s".to_string()));
+        assert!(
+            named.contains(&"r-p26.m4s".to_string()) && named.contains(&"r-s4.m4s".to_string())
+        );
         assert_eq!(names::part("r", 26), "r-p26.m4s");
     }
 }

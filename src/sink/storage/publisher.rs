@@ -116,7 +116,9 @@ enum Target {
     /// HEAD of a published segment's object (its sequence number).
     Verify(u64),
     Delete,
-    Media { version: u64 },
+    Media {
+        version: u64,
+    },
     Multivariant,
 }
 
@@ -158,7 +160,10 @@ struct Obj {
 
 impl Obj {
     fn new(name: String) -> Self {
-        Obj { name, ..Default::default() }
+        Obj {
+            name,
+            ..Default::default()
+        }
     }
     fn confirmed(&self, epoch: u64) -> bool {
         self.stored == Some(epoch)
@@ -248,8 +253,13 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn new(cfg: PublisherConfig, metrics: Arc<StorageMetrics>) -> Self {
-        let labels = OutputLabels { output: cfg.label.clone() };
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+        let labels = OutputLabels {
+            output: cfg.label.clone(),
+        };
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
         Publisher {
             cfg,
             m: metrics,
@@ -296,7 +306,14 @@ impl Publisher {
 
     fn enqueue(&mut self, prio: Prio, name: String, op: Op, target: Target, attempts: u32) {
         self.next_job += 1;
-        let job = Job { id: self.next_job, name, op, epoch: self.epoch, attempts, target };
+        let job = Job {
+            id: self.next_job,
+            name,
+            op,
+            epoch: self.epoch,
+            attempts,
+            target,
+        };
         self.work.insert((prio, self.next_job), job);
     }
 
@@ -318,7 +335,13 @@ impl Publisher {
         for init in &snap.inits {
             if !self.inits.contains_key(&init.id) {
                 let name = names::init(&self.run, init.id);
-                self.inits.insert(init.id, InitRec { obj: Obj::new(name), body: vec![init.data.clone()] });
+                self.inits.insert(
+                    init.id,
+                    InitRec {
+                        obj: Obj::new(name),
+                        body: vec![init.data.clone()],
+                    },
+                );
             }
         }
         for seg in snap.retired.iter().chain(snap.segments.iter()) {
@@ -373,7 +396,11 @@ impl Publisher {
                 let p = &seg.parts[rec.parts.len()];
                 let mut o = Obj::new(names::part(&run, p.global));
                 o.busy = true;
-                new_jobs.push((o.name.clone(), vec![p.data.clone()], Target::Part(seg.msn, p.global)));
+                new_jobs.push((
+                    o.name.clone(),
+                    vec![p.data.clone()],
+                    Target::Part(seg.msn, p.global),
+                ));
                 rec.parts.push(o);
             }
         }
@@ -386,7 +413,10 @@ impl Publisher {
             self.next_msn = Some(seg.msn + 1);
         }
         for (name, body, target) in new_jobs {
-            let meta = Meta { content_type: CT_SEGMENT, cache_control: cache::IMMUTABLE.into() };
+            let meta = Meta {
+                content_type: CT_SEGMENT,
+                cache_control: cache::IMMUTABLE.into(),
+            };
             self.enqueue(Prio::Media, name, Op::Put(body, meta), target, 0);
         }
     }
@@ -395,14 +425,19 @@ impl Publisher {
     fn enforce_queue(&mut self) {
         loop {
             let waiting = self.pending.values().filter(|r| r.complete).count();
-            self.m.queue_depth.get_or_create(&self.labels).set(waiting as i64);
+            self.m
+                .queue_depth
+                .get_or_create(&self.labels)
+                .set(waiting as i64);
             if waiting <= self.cfg.queue {
                 return;
             }
             let victim = self
                 .pending
                 .iter()
-                .find(|(_, r)| r.complete && !r.seg.in_flight && !r.parts.iter().any(|p| p.in_flight))
+                .find(|(_, r)| {
+                    r.complete && !r.seg.in_flight && !r.parts.iter().any(|p| p.in_flight)
+                })
                 .map(|(msn, _)| *msn);
             let Some(msn) = victim else { return };
             self.drop_segment(msn);
@@ -410,19 +445,28 @@ impl Publisher {
     }
 
     fn drop_segment(&mut self, msn: u64) {
-        let Some(rec) = self.pending.remove(&msn) else { return };
+        let Some(rec) = self.pending.remove(&msn) else {
+            return;
+        };
         let key = self.key(&rec.seg.name);
         tracing::warn!(output = %self.cfg.label, key = %key, msn,
             "store is behind: dropping the oldest waiting segment (the published stream gets a discontinuity)");
         self.m.dropped_segments.get_or_create(&self.labels).inc();
         // Forget its queued requests; objects that may exist (parts, a put that timed out
         // late) are deleted like any removed segment.
-        self.work.retain(|_, j| !matches!(j.target, Target::Segment(m) | Target::Part(m, _) if m == msn));
+        self.work.retain(
+            |_, j| !matches!(j.target, Target::Segment(m) | Target::Part(m, _) if m == msn),
+        );
         match self.pending.range_mut(msn + 1..).next() {
             Some((_, next)) => next.gap_before = true,
             None => self.gap_next = true,
         }
-        let mut names: Vec<String> = rec.parts.iter().filter(|p| p.stored.is_some()).map(|p| p.name.clone()).collect();
+        let mut names: Vec<String> = rec
+            .parts
+            .iter()
+            .filter(|p| p.stored.is_some())
+            .map(|p| p.name.clone())
+            .collect();
         if rec.seg.stored.is_some() {
             names.push(rec.seg.name.clone());
         }
@@ -431,7 +475,11 @@ impl Publisher {
             self.tail = None;
         }
         if !names.is_empty() && self.cfg.retention == Retention::Window {
-            self.graveyard.push_back(Grave { names, after_version: self.version, due: None });
+            self.graveyard.push_back(Grave {
+                names,
+                after_version: self.version,
+                due: None,
+            });
         }
     }
 
@@ -440,12 +488,17 @@ impl Publisher {
 
     /// Applies the result of a finished job.
     pub fn complete(&mut self, id: u64, outcome: Outcome, took: Duration, now: Instant) {
-        let Some(job) = self.in_flight.remove(&id) else { return };
+        let Some(job) = self.in_flight.remove(&id) else {
+            return;
+        };
         let key = self.key(&job.name);
         let op = job.op.label();
         self.clear_in_flight(&job);
         if let Some(e) = outcome.error() {
-            self.m.requests.get_or_create(&self.req_labels(op, "failed")).inc();
+            self.m
+                .requests
+                .get_or_create(&self.req_labels(op, "failed"))
+                .inc();
             self.epoch += 1;
             self.failures_in_row += 1;
             let backoff = self.backoff();
@@ -468,11 +521,17 @@ impl Publisher {
         }
         self.failures_in_row = 0;
         self.not_before = None;
-        self.m.requests.get_or_create(&self.req_labels(op, "ok")).inc();
+        self.m
+            .requests
+            .get_or_create(&self.req_labels(op, "ok"))
+            .inc();
         match (&job.op, outcome) {
             (Op::Put(body, _), _) => {
                 let bytes: usize = body.iter().map(|b| b.len()).sum();
-                self.m.bytes.get_or_create(&self.labels).inc_by(bytes as u64);
+                self.m
+                    .bytes
+                    .get_or_create(&self.labels)
+                    .inc_by(bytes as u64);
                 self.m.upload_seconds.observe(took.as_secs_f64());
                 tracing::debug!(output = %self.cfg.label, key = %key, bytes, ms = took.as_millis() as u64, "stored");
                 self.put_done(&job, now);
@@ -488,7 +547,11 @@ impl Publisher {
     }
 
     fn req_labels(&self, op: &'static str, result: &'static str) -> RequestLabels {
-        RequestLabels { output: self.cfg.label.clone(), op, result }
+        RequestLabels {
+            output: self.cfg.label.clone(),
+            op,
+            result,
+        }
     }
 
     fn clear_in_flight(&mut self, job: &Job) {
@@ -506,7 +569,11 @@ impl Publisher {
                 }
             }
             Target::Part(msn, g) => {
-                if let Some(p) = self.pending.get_mut(&msn).and_then(|r| r.parts.iter_mut().find(|p| p.name.ends_with(&format!("-p{g}.m4s")))) {
+                if let Some(p) = self.pending.get_mut(&msn).and_then(|r| {
+                    r.parts
+                        .iter_mut()
+                        .find(|p| p.name.ends_with(&format!("-p{g}.m4s")))
+                }) {
                     p.in_flight = false;
                     p.busy = false;
                 }
@@ -522,7 +589,9 @@ impl Publisher {
         job.attempts += 1;
         let (prio, alive) = match job.target {
             Target::Init(id) => (Prio::Init, self.inits.contains_key(&id)),
-            Target::Segment(msn) | Target::Part(msn, _) => (Prio::Media, self.pending.contains_key(&msn)),
+            Target::Segment(msn) | Target::Part(msn, _) => {
+                (Prio::Media, self.pending.contains_key(&msn))
+            }
             Target::Verify(seq) => (Prio::Verify, self.published.iter().any(|p| p.seq == seq)),
             Target::Delete => (Prio::Delete, true),
             // Playlists are re-rendered from the current state instead.
@@ -554,7 +623,11 @@ impl Publisher {
             }
             Target::Part(msn, g) => {
                 let suffix = format!("-p{g}.m4s");
-                if let Some(p) = self.pending.get_mut(&msn).and_then(|r| r.parts.iter_mut().find(|p| p.name.ends_with(&suffix))) {
+                if let Some(p) = self
+                    .pending
+                    .get_mut(&msn)
+                    .and_then(|r| r.parts.iter_mut().find(|p| p.name.ends_with(&suffix)))
+                {
                     p.busy = busy;
                 }
             }
@@ -574,16 +647,26 @@ impl Publisher {
                 if let Some(r) = self.pending.get_mut(&msn) {
                     r.seg.stored = Some(e);
                     if let Some(t) = r.completed_at.take() {
-                        self.m.segment_delay_seconds.observe(now.saturating_duration_since(t).as_secs_f64());
+                        self.m
+                            .segment_delay_seconds
+                            .observe(now.saturating_duration_since(t).as_secs_f64());
                     }
                 } else if self.cfg.retention == Retention::Window {
                     // Dropped while in flight: an orphan.
-                    self.graveyard.push_back(Grave { names: vec![job.name.clone()], after_version: 0, due: Some(now) });
+                    self.graveyard.push_back(Grave {
+                        names: vec![job.name.clone()],
+                        after_version: 0,
+                        due: Some(now),
+                    });
                 }
             }
             Target::Part(msn, g) => {
                 let suffix = format!("-p{g}.m4s");
-                if let Some(p) = self.pending.get_mut(&msn).and_then(|r| r.parts.iter_mut().find(|p| p.name.ends_with(&suffix))) {
+                if let Some(p) = self
+                    .pending
+                    .get_mut(&msn)
+                    .and_then(|r| r.parts.iter_mut().find(|p| p.name.ends_with(&suffix)))
+                {
                     p.stored = Some(e);
                 }
             }
@@ -602,7 +685,9 @@ impl Publisher {
     }
 
     fn verify_done(&mut self, seq: u64, job: &Job, exists: bool) {
-        let Some(i) = self.published.iter().position(|p| p.seq == seq) else { return };
+        let Some(i) = self.published.iter().position(|p| p.seq == seq) else {
+            return;
+        };
         if exists {
             let p = &mut self.published[i];
             if p.verify_epoch == job.epoch {
@@ -625,12 +710,18 @@ impl Publisher {
     /// Removes the first published segment; its objects go to the graveyard, to be deleted once
     /// the current version of the playlist (which must no longer list it) is stored.
     fn remove_head(&mut self) {
-        let Some(old) = self.published.pop_front() else { return };
+        let Some(old) = self.published.pop_front() else {
+            return;
+        };
         if old.view.discontinuity {
             self.discontinuity_sequence += 1;
         }
         if self.cfg.retention == Retention::Window {
-            self.graveyard.push_back(Grave { names: old.names, after_version: self.version, due: None });
+            self.graveyard.push_back(Grave {
+                names: old.names,
+                after_version: self.version,
+                due: None,
+            });
         }
     }
 
@@ -648,7 +739,10 @@ impl Publisher {
                 r.obj.busy = true;
                 let body = r.body.clone();
                 let name = r.obj.name.clone();
-                let meta = Meta { content_type: CT_INIT, cache_control: cache::IMMUTABLE.into() };
+                let meta = Meta {
+                    content_type: CT_INIT,
+                    cache_control: cache::IMMUTABLE.into(),
+                };
                 self.enqueue(Prio::Init, name, Op::Put(body, meta), Target::Init(id), 0);
             }
         }
@@ -658,16 +752,27 @@ impl Publisher {
             for (i, p) in r.parts.iter_mut().enumerate() {
                 if p.stored.is_some_and(|s| s != epoch) && !p.busy {
                     p.busy = true;
-                    reput.push((p.name.clone(), vec![r.view.parts[i].data.clone()], Target::Part(*msn, r.view.parts[i].global)));
+                    reput.push((
+                        p.name.clone(),
+                        vec![r.view.parts[i].data.clone()],
+                        Target::Part(*msn, r.view.parts[i].global),
+                    ));
                 }
             }
             if r.complete && r.seg.stored.is_some_and(|s| s != epoch) && !r.seg.busy {
                 r.seg.busy = true;
-                reput.push((r.seg.name.clone(), r.view.parts.iter().map(|p| p.data.clone()).collect(), Target::Segment(*msn)));
+                reput.push((
+                    r.seg.name.clone(),
+                    r.view.parts.iter().map(|p| p.data.clone()).collect(),
+                    Target::Segment(*msn),
+                ));
             }
         }
         for (name, body, target) in reput {
-            let meta = Meta { content_type: CT_SEGMENT, cache_control: cache::IMMUTABLE.into() };
+            let meta = Meta {
+                content_type: CT_SEGMENT,
+                cache_control: cache::IMMUTABLE.into(),
+            };
             self.enqueue(Prio::Media, name, Op::Put(body, meta), target, 0);
         }
         // Published segments near the edge: verify with HEAD after a failure.
@@ -703,14 +808,15 @@ impl Publisher {
     }
 
     fn init_ok(&self, id: u32) -> bool {
-        self.inits.get(&id).is_some_and(|r| r.obj.confirmed(self.epoch))
+        self.inits
+            .get(&id)
+            .is_some_and(|r| r.obj.confirmed(self.epoch))
     }
 
     /// Moves pending segments that are stored (with their init) to the published list, in order.
     fn publish_ready(&mut self) {
         let epoch = self.epoch;
-        loop {
-            let Some((&msn, r)) = self.pending.iter().next() else { break };
+        while let Some((&msn, r)) = self.pending.iter().next() {
             let ready = r.complete
                 && r.seg.confirmed(epoch)
                 && r.parts.iter().all(|p| p.confirmed(epoch))
@@ -723,7 +829,14 @@ impl Publisher {
             Arc::make_mut(&mut view).discontinuity = r.view.discontinuity || r.gap_before;
             let mut names = vec![r.seg.name.clone()];
             names.extend(r.parts.iter().map(|p| p.name.clone()));
-            self.published.push_back(PubRec { seq: self.next_seq, view, names, epoch, verify_epoch: epoch, outstanding: Vec::new() });
+            self.published.push_back(PubRec {
+                seq: self.next_seq,
+                view,
+                names,
+                epoch,
+                verify_epoch: epoch,
+                outstanding: Vec::new(),
+            });
             self.next_seq += 1;
             self.version += 1;
             if self.tail.is_some_and(|(m, _)| m == msn) {
@@ -757,10 +870,19 @@ impl Publisher {
         // Inits no segment refers to any more (after a format change).
         let used = self.needed_inits();
         let newest = self.inits.keys().next_back().copied();
-        let unused: Vec<u32> = self.inits.keys().copied().filter(|id| !used.contains(id) && Some(*id) != newest).collect();
+        let unused: Vec<u32> = self
+            .inits
+            .keys()
+            .copied()
+            .filter(|id| !used.contains(id) && Some(*id) != newest)
+            .collect();
         for id in unused {
             if let Some(r) = self.inits.remove(&id) {
-                self.graveyard.push_back(Grave { names: vec![r.obj.name], after_version: self.version, due: None });
+                self.graveyard.push_back(Grave {
+                    names: vec![r.obj.name],
+                    after_version: self.version,
+                    due: None,
+                });
             }
         }
     }
@@ -768,7 +890,8 @@ impl Publisher {
     /// The media playlist as it would be published now, with the objects it names confirmed?
     fn media_state(&self) -> Option<(StaticPlaylist<'_>, Vec<Arc<SegmentView>>)> {
         let t = self.target_duration?;
-        let mut segs: Vec<Arc<SegmentView>> = self.published.iter().map(|p| p.view.clone()).collect();
+        let mut segs: Vec<Arc<SegmentView>> =
+            self.published.iter().map(|p| p.view.clone()).collect();
         if let Some((msn, n)) = self.tail {
             let r = self.pending.get(&msn)?;
             let mut v = skeleton(&r.view, true);
@@ -786,7 +909,11 @@ impl Publisher {
             run: &self.run,
             target_duration: t,
             part_target: (self.cfg.parts && self.part_target > 0).then_some(self.part_target),
-            media_sequence: self.published.front().map(|p| p.seq).unwrap_or(self.next_seq),
+            media_sequence: self
+                .published
+                .front()
+                .map(|p| p.seq)
+                .unwrap_or(self.next_seq),
             discontinuity_sequence: self.discontinuity_sequence,
             event: self.cfg.retention == Retention::All,
             ended: self.ended_rendered,
@@ -799,23 +926,37 @@ impl Publisher {
     fn media_publishable(&self) -> bool {
         let e = self.epoch;
         let verify_from = self.published.len().saturating_sub(self.cfg.window.max(10));
-        self.published.iter().skip(verify_from).all(|p| p.epoch == e)
-            && self.published.iter().map(|p| p.view.init_id).all(|id| self.init_ok(id))
+        self.published
+            .iter()
+            .skip(verify_from)
+            .all(|p| p.epoch == e)
+            && self
+                .published
+                .iter()
+                .map(|p| p.view.init_id)
+                .all(|id| self.init_ok(id))
     }
 
     fn schedule_playlists(&mut self) {
         if self.media_busy || self.mv_busy {
             return;
         }
-        let Some(t) = self.target_duration else { return };
+        let Some(t) = self.target_duration else {
+            return;
+        };
         let version = self.version;
         let media_current = self.media_stored == Some((version, self.epoch));
         if !media_current {
             if !self.media_publishable() {
                 return;
             }
-            let Some((p, segs)) = self.media_state() else { return };
-            let text = render_static(&StaticPlaylist { segments: &segs, ..p });
+            let Some((p, segs)) = self.media_state() else {
+                return;
+            };
+            let text = render_static(&StaticPlaylist {
+                segments: &segs,
+                ..p
+            });
             let cc = if self.ended_rendered {
                 cache::ENDED_PLAYLIST.to_string()
             } else if self.cfg.parts {
@@ -823,14 +964,27 @@ impl Publisher {
             } else {
                 cache::live_playlist(t)
             };
-            let meta = Meta { content_type: CT_PLAYLIST, cache_control: cc };
+            let meta = Meta {
+                content_type: CT_PLAYLIST,
+                cache_control: cc,
+            };
             self.media_busy = true;
-            self.enqueue(Prio::Init, names::MEDIA.into(), Op::Put(vec![text.into()], meta), Target::Media { version }, 0);
+            self.enqueue(
+                Prio::Init,
+                names::MEDIA.into(),
+                Op::Put(vec![text.into()], meta),
+                Target::Media { version },
+                0,
+            );
             return;
         }
         // The multivariant playlist names the media playlist: only once that exists.
-        let Some(snap) = self.latest.clone() else { return };
-        let Some(text) = render_multivariant(&snap) else { return };
+        let Some(snap) = self.latest.clone() else {
+            return;
+        };
+        let Some(text) = render_multivariant(&snap) else {
+            return;
+        };
         let peak = snap.bandwidth().1;
         let shape = strip_bandwidth(&text);
         let stale = match &self.mv_stored {
@@ -838,10 +992,19 @@ impl Publisher {
             Some((s, p, e)) => *s != shape || *e != self.epoch || peak > p + p / 10,
         };
         if stale {
-            let meta = Meta { content_type: CT_PLAYLIST, cache_control: cache::live_playlist(t) };
+            let meta = Meta {
+                content_type: CT_PLAYLIST,
+                cache_control: cache::live_playlist(t),
+            };
             self.mv_busy = true;
             self.mv_stored = Some((shape, peak, self.epoch));
-            self.enqueue(Prio::Init, names::MULTIVARIANT.into(), Op::Put(vec![text.into()], meta), Target::Multivariant, 0);
+            self.enqueue(
+                Prio::Init,
+                names::MULTIVARIANT.into(),
+                Op::Put(vec![text.into()], meta),
+                Target::Multivariant,
+                0,
+            );
         }
     }
 
@@ -852,7 +1015,11 @@ impl Publisher {
     }
 
     fn schedule_deletes(&mut self, now: Instant) {
-        while self.graveyard.front().is_some_and(|g| g.due.is_some_and(|d| d <= now)) {
+        while self
+            .graveyard
+            .front()
+            .is_some_and(|g| g.due.is_some_and(|d| d <= now))
+        {
             let g = self.graveyard.pop_front().expect("front");
             for name in g.names {
                 self.enqueue(Prio::Delete, name, Op::Delete, Target::Delete, 0);
@@ -865,7 +1032,10 @@ impl Publisher {
     }
 
     fn backoff(&mut self) -> Duration {
-        let exp = self.cfg.backoff_min.saturating_mul(1u32 << self.failures_in_row.min(16).saturating_sub(1));
+        let exp = self
+            .cfg
+            .backoff_min
+            .saturating_mul(1u32 << self.failures_in_row.min(16).saturating_sub(1));
         let cap = exp.min(self.cfg.backoff_max);
         // Full jitter between half and all of it (xorshift; no need for a crypto RNG).
         self.rng ^= self.rng << 13;
@@ -887,9 +1057,16 @@ impl Publisher {
         let puts_waiting = self.work.keys().any(|(p, _)| *p < Prio::Delete);
         // Playlists do not count against the bound: they are small and gate everything.
         let keys: Vec<(Prio, u64)> = self.work.keys().copied().collect();
-        let mut running = self.in_flight.values().filter(|j| !matches!(j.target, Target::Media { .. } | Target::Multivariant)).count();
+        let mut running = self
+            .in_flight
+            .values()
+            .filter(|j| !matches!(j.target, Target::Media { .. } | Target::Multivariant))
+            .count();
         for k in keys {
-            let is_playlist = matches!(self.work[&k].target, Target::Media { .. } | Target::Multivariant);
+            let is_playlist = matches!(
+                self.work[&k].target,
+                Target::Media { .. } | Target::Multivariant
+            );
             if !is_playlist && running >= self.cfg.concurrency {
                 continue;
             }
@@ -901,7 +1078,10 @@ impl Publisher {
                 running += 1;
             }
             if job.attempts > 0 {
-                self.m.requests.get_or_create(&self.req_labels(job.op.label(), "retried")).inc();
+                self.m
+                    .requests
+                    .get_or_create(&self.req_labels(job.op.label(), "retried"))
+                    .inc();
             }
             job.epoch = self.epoch;
             self.mark_in_flight(job.target);
@@ -929,7 +1109,11 @@ impl Publisher {
             }
             Target::Part(msn, g) => {
                 let suffix = format!("-p{g}.m4s");
-                if let Some(p) = self.pending.get_mut(&msn).and_then(|r| r.parts.iter_mut().find(|p| p.name.ends_with(&suffix))) {
+                if let Some(p) = self
+                    .pending
+                    .get_mut(&msn)
+                    .and_then(|r| r.parts.iter_mut().find(|p| p.name.ends_with(&suffix)))
+                {
                     p.in_flight = true;
                 }
             }
@@ -940,8 +1124,14 @@ impl Publisher {
     /// When [`Publisher::start`] may have something new without any input (then call
     /// [`Publisher::wake`]).
     pub fn next_wakeup(&self, now: Instant) -> Option<Instant> {
-        let retry = self.not_before.filter(|t| *t > now && !self.work.is_empty());
-        let delete = self.graveyard.front().and_then(|g| g.due).map(|d| d.max(now + Duration::from_millis(1)));
+        let retry = self
+            .not_before
+            .filter(|t| *t > now && !self.work.is_empty());
+        let delete = self
+            .graveyard
+            .front()
+            .and_then(|g| g.due)
+            .map(|d| d.max(now + Duration::from_millis(1)));
         let finish = self.ending_since.map(|t| t + self.cfg.finish_timeout);
         [retry, delete, finish].into_iter().flatten().min()
     }
@@ -953,14 +1143,20 @@ impl Publisher {
 
     /// True when the output has nothing more to do after the end (or gave up).
     pub fn finished(&mut self, now: Instant) -> bool {
-        let Some(since) = self.ending_since else { return false };
-        let nothing_published = self.published.is_empty() && self.pending.is_empty() && self.media_stored.is_none();
+        let Some(since) = self.ending_since else {
+            return false;
+        };
+        let nothing_published =
+            self.published.is_empty() && self.pending.is_empty() && self.media_stored.is_none();
         let done = self.pending.is_empty()
             && self.ended_rendered
             && self.media_stored == Some((self.version, self.epoch))
             && self.mv_stored.as_ref().is_some_and(|m| m.2 == self.epoch)
             && !self.mv_busy
-            && !self.in_flight.values().any(|j| !matches!(j.target, Target::Delete));
+            && !self
+                .in_flight
+                .values()
+                .any(|j| !matches!(j.target, Target::Delete));
         if done || (nothing_published && self.target_duration.is_none()) {
             return true;
         }
@@ -984,7 +1180,13 @@ impl Publisher {
 /// A copy of a segment's view without the media (what the playlist needs).
 fn skeleton(v: &SegmentView, keep_parts: bool) -> Arc<SegmentView> {
     let parts = if keep_parts {
-        v.parts.iter().map(|p| crate::hls::window::PartView { data: bytes::Bytes::new(), ..p.clone() }).collect()
+        v.parts
+            .iter()
+            .map(|p| crate::hls::window::PartView {
+                data: bytes::Bytes::new(),
+                ..p.clone()
+            })
+            .collect()
     } else {
         Vec::new()
     };
@@ -1002,13 +1204,21 @@ fn skeleton(v: &SegmentView, keep_parts: bool) -> Arc<SegmentView> {
 /// The multivariant playlist without its BANDWIDTH values (what must be republished when it
 /// changes).
 fn strip_bandwidth(text: &str) -> String {
-    text.split(',').filter(|a| !a.contains("BANDWIDTH=")).collect::<Vec<_>>().join(",")
+    text.split(',')
+        .filter(|a| !a.contains("BANDWIDTH="))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 // ---------------------------------------------------------------------------------------------
 
 /// Drives a publisher with `store` until the stream ended and the final playlist is published.
-pub async fn run<S: Store>(store: Arc<S>, cfg: PublisherConfig, metrics: Arc<StorageMetrics>, mut snapshots: watch::Receiver<Arc<Snapshot>>) {
+pub async fn run<S: Store>(
+    store: Arc<S>,
+    cfg: PublisherConfig,
+    metrics: Arc<StorageMetrics>,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+) {
     let label = cfg.label.clone();
     let mut p = Publisher::new(cfg, metrics);
     let mut jobs: JoinSet<(u64, Outcome, Duration)> = JoinSet::new();

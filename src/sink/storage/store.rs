@@ -39,7 +39,12 @@ pub type Body = Vec<Bytes>;
 /// A place objects are published to.
 pub trait Store: Send + Sync + 'static {
     /// Creates or atomically replaces `key`.
-    fn put(&self, key: &str, body: Body, meta: &Meta) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put(
+        &self,
+        key: &str,
+        body: Body,
+        meta: &Meta,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Whether `key` exists.
     fn exists(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Removes `key`; a missing object is not an error.
@@ -56,7 +61,9 @@ fn check_key(key: &str) -> Result<(), StoreError> {
     let bad = key.is_empty()
         || key.starts_with('/')
         || key.ends_with('/')
-        || key.split('/').any(|c| c.is_empty() || c == "." || c == ".." || c.starts_with('.'));
+        || key
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == ".." || c.starts_with('.'));
     if bad {
         return Err(StoreError::BadKey { key: key.into() });
     }
@@ -84,7 +91,9 @@ pub type Observer = dyn Fn(&str, &str, &BTreeMap<String, (Bytes, Meta)>) + Send 
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore").field("objects", &self.inner.lock().unwrap().objects.len()).finish()
+        f.debug_struct("MemoryStore")
+            .field("objects", &self.inner.lock().unwrap().objects.len())
+            .finish()
     }
 }
 
@@ -115,7 +124,10 @@ impl MemoryStore {
         check_key(key)?;
         let mut g = self.inner.lock().unwrap();
         if g.failing {
-            return Err(StoreError::Io { key: key.into(), msg: "connection refused (simulated outage)".into() });
+            return Err(StoreError::Io {
+                key: key.into(),
+                msg: "connection refused (simulated outage)".into(),
+            });
         }
         Ok(f(&mut g))
     }
@@ -123,7 +135,11 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     async fn put(&self, key: &str, body: Body, meta: &Meta) -> Result<(), StoreError> {
-        let data: Bytes = if body.len() == 1 { body[0].clone() } else { body.concat().into() };
+        let data: Bytes = if body.len() == 1 {
+            body[0].clone()
+        } else {
+            body.concat().into()
+        };
         self.op(key, |g| {
             g.objects.insert(key.to_string(), (data, meta.clone()));
             if let Some(o) = g.observer.clone() {
@@ -147,7 +163,11 @@ impl Store for MemoryStore {
     }
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let g = self.inner.lock().unwrap();
-        Ok(g.objects.keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+        Ok(g.objects
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
     }
     fn locate(&self, key: &str) -> String {
         format!("memory:{key}")
@@ -174,7 +194,11 @@ impl DiskStore {
     /// `fsync`: flush file data to the device before the rename (costs SD-card wear and latency;
     /// without it a power cut may leave an empty file under a final name, a crash still cannot).
     pub fn new(root: impl Into<PathBuf>, fsync: bool) -> Self {
-        DiskStore { root: root.into(), fsync, counter: Arc::default() }
+        DiskStore {
+            root: root.into(),
+            fsync,
+            counter: Arc::default(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -209,7 +233,10 @@ impl DiskStore {
     fn write_atomic(&self, path: &Path, body: &[Bytes]) -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("object");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object");
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = dir.join(format!(".{name}.{}-{n}{TMP_SUFFIX}", std::process::id()));
         let res = (|| {
@@ -231,10 +258,16 @@ impl DiskStore {
 }
 
 fn io_err(key: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Io { key: key.into(), msg: e.to_string() }
+    StoreError::Io {
+        key: key.into(),
+        msg: e.to_string(),
+    }
 }
 
-async fn blocking<T: Send + 'static>(key: &str, f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> Result<T, StoreError> {
+async fn blocking<T: Send + 'static>(
+    key: &str,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, StoreError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(|e| io_err(key, e)),
         Err(e) => Err(io_err(key, e)),
@@ -333,7 +366,10 @@ impl std::fmt::Debug for S3Settings {
             .field("region", &self.region)
             .field("path_style", &self.path_style)
             .field("access_key_id", &self.access_key_id.as_ref().map(|_| "***"))
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "***"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
             .field("session_token", &self.session_token.as_ref().map(|_| "***"))
             .finish()
     }
@@ -370,18 +406,33 @@ impl S3Store {
         if let Some(k) = &settings.session_token {
             b = b.with_token(k);
         }
-        let timeout = if settings.timeout.is_zero() { std::time::Duration::from_secs(20) } else { settings.timeout };
+        let timeout = if settings.timeout.is_zero() {
+            std::time::Duration::from_secs(20)
+        } else {
+            settings.timeout
+        };
         let client = object_store::ClientOptions::new()
             .with_timeout(timeout)
             .with_connect_timeout(std::time::Duration::from_secs(5))
-            .with_allow_http(settings.endpoint.as_deref().is_some_and(|e| e.starts_with("http://")));
-        let retry = object_store::RetryConfig { max_retries: 0, ..Default::default() };
+            .with_allow_http(
+                settings
+                    .endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://")),
+            );
+        let retry = object_store::RetryConfig {
+            max_retries: 0,
+            ..Default::default()
+        };
         let s3 = b
             .with_client_options(client)
             .with_retry(retry)
             .build()
             .map_err(|e| io_err(&format!("s3://{}", settings.bucket), e))?;
-        Ok(S3Store { s3: Arc::new(s3), bucket: settings.bucket.clone() })
+        Ok(S3Store {
+            s3: Arc::new(s3),
+            bucket: settings.bucket.clone(),
+        })
     }
 }
 
@@ -397,9 +448,16 @@ impl Store for S3Store {
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::ContentType, meta.content_type.into());
         attributes.insert(Attribute::CacheControl, meta.cache_control.clone().into());
-        let opts = PutOptions { attributes, ..Default::default() };
+        let opts = PutOptions {
+            attributes,
+            ..Default::default()
+        };
         let payload: PutPayload = body.into_iter().collect();
-        self.s3.put_opts(&path, payload, opts).await.map(|_| ()).map_err(|e| io_err(key, e))
+        self.s3
+            .put_opts(&path, payload, opts)
+            .await
+            .map(|_| ())
+            .map_err(|e| io_err(key, e))
     }
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         use object_store::ObjectStoreExt;
@@ -427,8 +485,14 @@ impl Store for S3Store {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         use futures_util_compat::collect_keys;
         let p = prefix.trim_end_matches('/');
-        let pp = if p.is_empty() { None } else { Some(object_store::path::Path::from(p)) };
-        let mut keys = collect_keys(self.s3.as_ref(), pp.as_ref()).await.map_err(|e| io_err(prefix, e))?;
+        let pp = if p.is_empty() {
+            None
+        } else {
+            Some(object_store::path::Path::from(p))
+        };
+        let mut keys = collect_keys(self.s3.as_ref(), pp.as_ref())
+            .await
+            .map_err(|e| io_err(prefix, e))?;
         keys.retain(|k| k.starts_with(prefix));
         keys.sort();
         Ok(keys)
@@ -443,7 +507,10 @@ mod futures_util_compat {
     use object_store::path::Path;
     use object_store::ObjectStore;
 
-    pub async fn collect_keys(s: &dyn ObjectStore, prefix: Option<&Path>) -> object_store::Result<Vec<String>> {
+    pub async fn collect_keys(
+        s: &dyn ObjectStore,
+        prefix: Option<&Path>,
+    ) -> object_store::Result<Vec<String>> {
         let mut out = Vec::new();
         let mut dirs = vec![prefix.cloned()];
         while let Some(d) = dirs.pop() {
@@ -463,33 +530,74 @@ pub mod conformance {
     use super::*;
 
     fn meta(ct: &'static str) -> Meta {
-        Meta { content_type: ct, cache_control: "public, max-age=1".into() }
+        Meta {
+            content_type: ct,
+            cache_control: "public, max-age=1".into(),
+        }
     }
 
     /// Runs the suite under `prefix` (which must be empty).
     pub async fn run(store: &impl Store, prefix: &str) {
         let k = |n: &str| format!("{prefix}{n}");
-        assert_eq!(store.list(prefix).await.unwrap(), Vec::<String>::new(), "prefix {prefix} must start empty");
+        assert_eq!(
+            store.list(prefix).await.unwrap(),
+            Vec::<String>::new(),
+            "prefix {prefix} must start empty"
+        );
         assert!(!store.exists(&k("a.m4s")).await.unwrap());
         assert_eq!(store.get(&k("a.m4s")).await.unwrap(), None);
 
         // Put from several chunks reads back as their concatenation.
-        let body = vec![Bytes::from_static(b"moof"), Bytes::from_static(b"mdat-data")];
-        store.put(&k("a.m4s"), body, &meta("video/iso.segment")).await.unwrap();
+        let body = vec![
+            Bytes::from_static(b"moof"),
+            Bytes::from_static(b"mdat-data"),
+        ];
+        store
+            .put(&k("a.m4s"), body, &meta("video/iso.segment"))
+            .await
+            .unwrap();
         assert!(store.exists(&k("a.m4s")).await.unwrap());
-        assert_eq!(store.get(&k("a.m4s")).await.unwrap().unwrap(), Bytes::from_static(b"moofmdat-data"));
+        assert_eq!(
+            store.get(&k("a.m4s")).await.unwrap().unwrap(),
+            Bytes::from_static(b"moofmdat-data")
+        );
 
         // Replacing an object replaces it whole (a shorter body leaves no tail behind).
-        store.put(&k("p.m3u8"), vec![Bytes::from_static(b"#EXTM3U\nlong version\n")], &meta("application/vnd.apple.mpegurl")).await.unwrap();
-        store.put(&k("p.m3u8"), vec![Bytes::from_static(b"#EXTM3U\n")], &meta("application/vnd.apple.mpegurl")).await.unwrap();
-        assert_eq!(store.get(&k("p.m3u8")).await.unwrap().unwrap(), Bytes::from_static(b"#EXTM3U\n"));
+        store
+            .put(
+                &k("p.m3u8"),
+                vec![Bytes::from_static(b"#EXTM3U\nlong version\n")],
+                &meta("application/vnd.apple.mpegurl"),
+            )
+            .await
+            .unwrap();
+        store
+            .put(
+                &k("p.m3u8"),
+                vec![Bytes::from_static(b"#EXTM3U\n")],
+                &meta("application/vnd.apple.mpegurl"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get(&k("p.m3u8")).await.unwrap().unwrap(),
+            Bytes::from_static(b"#EXTM3U\n")
+        );
 
         // Empty objects and nested keys.
-        store.put(&k("sub/dir/e.mp4"), vec![], &meta("video/mp4")).await.unwrap();
-        assert_eq!(store.get(&k("sub/dir/e.mp4")).await.unwrap().unwrap().len(), 0);
+        store
+            .put(&k("sub/dir/e.mp4"), vec![], &meta("video/mp4"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get(&k("sub/dir/e.mp4")).await.unwrap().unwrap().len(),
+            0
+        );
 
         // Concurrent puts of distinct objects.
-        let bodies: Vec<_> = (0..8).map(|i| Bytes::from(vec![i as u8; 10_000 + i])).collect();
+        let bodies: Vec<_> = (0..8)
+            .map(|i| Bytes::from(vec![i as u8; 10_000 + i]))
+            .collect();
         let puts = bodies.iter().enumerate().map(|(i, b)| {
             let key = k(&format!("c{i}.m4s"));
             let b = b.clone();
@@ -499,10 +607,16 @@ pub mod conformance {
             r.unwrap();
         }
         for (i, b) in bodies.iter().enumerate() {
-            assert_eq!(&store.get(&k(&format!("c{i}.m4s"))).await.unwrap().unwrap(), b);
+            assert_eq!(
+                &store.get(&k(&format!("c{i}.m4s"))).await.unwrap().unwrap(),
+                b
+            );
         }
 
-        let mut want: Vec<String> = ["a.m4s", "p.m3u8", "sub/dir/e.mp4"].iter().map(|n| k(n)).collect();
+        let mut want: Vec<String> = ["a.m4s", "p.m3u8", "sub/dir/e.mp4"]
+            .iter()
+            .map(|n| k(n))
+            .collect();
         want.extend((0..8).map(|i| k(&format!("c{i}.m4s"))));
         want.sort();
         assert_eq!(store.list(prefix).await.unwrap(), want);
@@ -516,7 +630,10 @@ pub mod conformance {
         // Keys that could escape the namespace or name a temporary file are refused.
         for bad in ["", "/abs", "../x", "a/../b", "a//b", ".hidden", "dir/"] {
             let r = store.put(bad, vec![], &meta("video/mp4")).await;
-            assert!(matches!(r, Err(StoreError::BadKey { .. })), "key {bad:?} accepted");
+            assert!(
+                matches!(r, Err(StoreError::BadKey { .. })),
+                "key {bad:?} accepted"
+            );
         }
 
         for key in store.list(prefix).await.unwrap() {
@@ -539,7 +656,11 @@ pub mod conformance {
                     }
                 }
             }
-            if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+            if pending {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
         })
         .await;
         out.into_iter().map(|o| o.unwrap()).collect()

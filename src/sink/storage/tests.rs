@@ -5,7 +5,7 @@
 use super::config::Retention;
 use super::metrics::StorageMetrics;
 use super::publisher::{run, PublisherConfig};
-use super::store::{conformance, DiskStore, Meta, MemoryStore, Store};
+use super::store::{conformance, DiskStore, MemoryStore, Meta, Store};
 use crate::hls::segmenter::{Output, PartOut};
 use crate::hls::window::{Window, WindowConfig};
 use crate::media::{TrackInfo, TIMESCALE};
@@ -56,11 +56,35 @@ struct Live {
 }
 
 impl Live {
-    fn new(segments: usize) -> (Live, tokio::sync::watch::Receiver<Arc<crate::hls::window::Snapshot>>) {
-        let (mut window, rx) = Window::new(WindowConfig { segments, segment_target: 1.0 }, "run".into());
-        let mut outs = vec![Output::Init { id: 0, data: Bytes::from_static(b"init"), info: info(), part_target: TIMESCALE as u64 / PARTS }];
+    fn new(
+        segments: usize,
+    ) -> (
+        Live,
+        tokio::sync::watch::Receiver<Arc<crate::hls::window::Snapshot>>,
+    ) {
+        let (mut window, rx) = Window::new(
+            WindowConfig {
+                segments,
+                segment_target: 1.0,
+            },
+            "run".into(),
+        );
+        let mut outs = vec![Output::Init {
+            id: 0,
+            data: Bytes::from_static(b"init"),
+            info: info(),
+            part_target: TIMESCALE as u64 / PARTS,
+        }];
         window.apply(&mut outs, 0);
-        (Live { window, msn: 0, global: 0, t0: SystemTime::now() }, rx)
+        (
+            Live {
+                window,
+                msn: 0,
+                global: 0,
+                t0: SystemTime::now(),
+            },
+            rx,
+        )
     }
 
     /// Adds one complete segment, a part every `part_ms` (paused test time).
@@ -88,7 +112,10 @@ impl Live {
             self.window.apply(&mut outs, self.global);
             tick(part_ms).await;
         }
-        outs.push(Output::SegmentEnd { msn, duration: TIMESCALE as u64 });
+        outs.push(Output::SegmentEnd {
+            msn,
+            duration: TIMESCALE as u64,
+        });
         self.window.apply(&mut outs, self.global);
         self.msn += 1;
         tick(20).await;
@@ -110,7 +137,11 @@ fn named(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|l| {
             if l.starts_with("#EXT-X-MAP:") || l.starts_with("#EXT-X-PART:") {
-                return l.split("URI=\"").nth(1).and_then(|r| r.split('"').next()).map(str::to_string);
+                return l
+                    .split("URI=\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .map(str::to_string);
             }
             (!l.starts_with('#') && !l.is_empty()).then(|| l.to_string())
         })
@@ -118,7 +149,11 @@ fn named(text: &str) -> Vec<String> {
 }
 
 fn media_sequence(text: &str) -> u64 {
-    text.lines().find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:")).unwrap().parse().unwrap()
+    text.lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// A store whose every change is checked against the published playlist.
@@ -126,38 +161,60 @@ fn checked_store(prefix: &'static str) -> (MemoryStore, Arc<Mutex<Seen>>) {
     let store = MemoryStore::new();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let s2 = seen.clone();
-    store.observe(Arc::new(move |op: &str, key: &str, objects: &BTreeMap<String, (Bytes, Meta)>| {
-        let mut seen = s2.lock().unwrap();
-        let media_key = format!("{prefix}media.m3u8");
-        if op == "put" && key == media_key {
-            let text = String::from_utf8(objects[key].0.to_vec()).unwrap();
-            for uri in named(&text) {
-                assert!(objects.contains_key(&format!("{prefix}{uri}")), "playlist names {uri}, not in the store:\n{text}");
+    store.observe(Arc::new(
+        move |op: &str, key: &str, objects: &BTreeMap<String, (Bytes, Meta)>| {
+            let mut seen = s2.lock().unwrap();
+            let media_key = format!("{prefix}media.m3u8");
+            if op == "put" && key == media_key {
+                let text = String::from_utf8(objects[key].0.to_vec()).unwrap();
+                for uri in named(&text) {
+                    assert!(
+                        objects.contains_key(&format!("{prefix}{uri}")),
+                        "playlist names {uri}, not in the store:\n{text}"
+                    );
+                }
+                let seq = media_sequence(&text);
+                if let Some(last) = seen.last_seq {
+                    assert!(
+                        seq >= last,
+                        "MEDIA-SEQUENCE went back from {last} to {seq}:\n{text}"
+                    );
+                }
+                seen.last_seq = Some(seq);
+                let segs: Vec<String> = text
+                    .lines()
+                    .filter(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+                    .map(str::to_string)
+                    .collect();
+                for (i, uri) in segs.iter().enumerate() {
+                    let prev = seen.uri_of_seq.insert(seq + i as u64, uri.clone());
+                    assert!(
+                        prev.as_ref().is_none_or(|p| p == uri),
+                        "sequence {} changed URI from {prev:?} to {uri}",
+                        seq + i as u64
+                    );
+                }
+                seen.playlists.push(text);
             }
-            let seq = media_sequence(&text);
-            if let Some(last) = seen.last_seq {
-                assert!(seq >= last, "MEDIA-SEQUENCE went back from {last} to {seq}:\n{text}");
+            if op == "put" && key == format!("{prefix}stream.m3u8") {
+                assert!(
+                    objects.contains_key(&media_key),
+                    "multivariant before the media playlist"
+                );
             }
-            seen.last_seq = Some(seq);
-            let segs: Vec<String> = text.lines().filter(|l| l.ends_with(".m4s") && !l.starts_with('#')).map(str::to_string).collect();
-            for (i, uri) in segs.iter().enumerate() {
-                let prev = seen.uri_of_seq.insert(seq + i as u64, uri.clone());
-                assert!(prev.as_ref().is_none_or(|p| p == uri), "sequence {} changed URI from {prev:?} to {uri}", seq + i as u64);
+            if op == "delete" {
+                if let Some((pl, _)) = objects.get(&media_key) {
+                    let text = String::from_utf8(pl.to_vec()).unwrap();
+                    let name = key.strip_prefix(prefix).unwrap();
+                    assert!(
+                        !named(&text).iter().any(|u| u == name),
+                        "deleted {key} while the playlist names it:\n{text}"
+                    );
+                }
+                seen.deletes.push(key.to_string());
             }
-            seen.playlists.push(text);
-        }
-        if op == "put" && key == format!("{prefix}stream.m3u8") {
-            assert!(objects.contains_key(&media_key), "multivariant before the media playlist");
-        }
-        if op == "delete" {
-            if let Some((pl, _)) = objects.get(&media_key) {
-                let text = String::from_utf8(pl.to_vec()).unwrap();
-                let name = key.strip_prefix(prefix).unwrap();
-                assert!(!named(&text).iter().any(|u| u == name), "deleted {key} while the playlist names it:\n{text}");
-            }
-            seen.deletes.push(key.to_string());
-        }
-    }));
+        },
+    ));
     (store, seen)
 }
 
@@ -173,14 +230,26 @@ async fn tick(ms: u64) {
 }
 
 fn text(store: &MemoryStore, key: &str) -> String {
-    String::from_utf8(store.object(key).unwrap_or_else(|| panic!("{key} missing")).0.to_vec()).unwrap()
+    String::from_utf8(
+        store
+            .object(key)
+            .unwrap_or_else(|| panic!("{key} missing"))
+            .0
+            .to_vec(),
+    )
+    .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
 async fn sliding_window_publishes_in_order_and_deletes_after_grace() {
     let (store, seen) = checked_store("p/");
     let (mut live, rx) = Live::new(6);
-    let task = tokio::spawn(run(Arc::new(store.clone()), cfg(6), Arc::new(StorageMetrics::default()), rx));
+    let task = tokio::spawn(run(
+        Arc::new(store.clone()),
+        cfg(6),
+        Arc::new(StorageMetrics::default()),
+        rx,
+    ));
     for _ in 0..20 {
         live.segment(200).await;
     }
@@ -188,27 +257,53 @@ async fn sliding_window_publishes_in_order_and_deletes_after_grace() {
     assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:14\n"), "{pl}");
     assert_eq!(named(&pl).len(), 7, "init + 6 segments:\n{pl}");
     // Removed segments are deleted after the grace period (6 s listed + 1 T), never before.
-    let segs: Vec<String> = store.keys().into_iter().filter(|k| k.contains("-s")).collect();
+    let segs: Vec<String> = store
+        .keys()
+        .into_iter()
+        .filter(|k| k.contains("-s"))
+        .collect();
     assert!(segs.len() <= 6 + 8, "{segs:?}");
     assert!(!store.keys().contains(&"p/run-s0.m4s".to_string()));
-    assert!(seen.lock().unwrap().deletes.contains(&"p/run-s0.m4s".to_string()));
+    assert!(seen
+        .lock()
+        .unwrap()
+        .deletes
+        .contains(&"p/run-s0.m4s".to_string()));
     // Object metadata per type.
     let (_, m) = store.object("p/run-s19.m4s").unwrap();
-    assert_eq!((m.content_type, m.cache_control.as_str()), ("video/iso.segment", "public, max-age=31536000, immutable"));
+    assert_eq!(
+        (m.content_type, m.cache_control.as_str()),
+        ("video/iso.segment", "public, max-age=31536000, immutable")
+    );
     let (_, m) = store.object("p/run-i0.mp4").unwrap();
     assert_eq!(m.content_type, "video/mp4");
     let (_, m) = store.object("p/media.m3u8").unwrap();
-    assert_eq!((m.content_type, m.cache_control.as_str()), ("application/vnd.apple.mpegurl", "no-cache"));
+    assert_eq!(
+        (m.content_type, m.cache_control.as_str()),
+        ("application/vnd.apple.mpegurl", "no-cache")
+    );
     let mv = text(&store, "p/stream.m3u8");
-    assert!(mv.contains("RESOLUTION=320x240") && mv.ends_with("media.m3u8\n"), "{mv}");
+    assert!(
+        mv.contains("RESOLUTION=320x240") && mv.ends_with("media.m3u8\n"),
+        "{mv}"
+    );
     // The segment's bytes are its parts, concatenated.
-    assert_eq!(store.object("p/run-s19.m4s").unwrap().0, Bytes::from("s19p0;s19p1;s19p2;s19p3;s19p4;"));
+    assert_eq!(
+        store.object("p/run-s19.m4s").unwrap().0,
+        Bytes::from("s19p0;s19p1;s19p2;s19p3;s19p4;")
+    );
 
     live.window.end();
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap();
     let pl = text(&store, "p/media.m3u8");
     assert!(pl.ends_with("#EXT-X-ENDLIST\n"), "{pl}");
-    assert_eq!(store.object("p/media.m3u8").unwrap().1.cache_control, "public, max-age=60");
+    assert_eq!(
+        store.object("p/media.m3u8").unwrap().1.cache_control,
+        "public, max-age=60"
+    );
     assert!(!pl.contains("#EXT-X-PLAYLIST-TYPE"), "{pl}");
 }
 
@@ -218,14 +313,26 @@ async fn recording_keeps_everything_and_ends_as_event_with_endlist() {
     let (mut live, rx) = Live::new(6);
     let mut c = cfg(6);
     c.retention = Retention::All;
-    let task = tokio::spawn(run(Arc::new(store.clone()), c, Arc::new(StorageMetrics::default()), rx));
+    let task = tokio::spawn(run(
+        Arc::new(store.clone()),
+        c,
+        Arc::new(StorageMetrics::default()),
+        rx,
+    ));
     for _ in 0..12 {
         live.segment(200).await;
     }
     live.window.end();
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap();
     let pl = text(&store, "p/media.m3u8");
-    assert!(pl.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-MEDIA-SEQUENCE:0\n") && pl.ends_with("#EXT-X-ENDLIST\n"), "{pl}");
+    assert!(
+        pl.contains("#EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-MEDIA-SEQUENCE:0\n")
+            && pl.ends_with("#EXT-X-ENDLIST\n"),
+        "{pl}"
+    );
     assert_eq!(named(&pl).len(), 13, "{pl}");
     assert_eq!(store.keys().iter().filter(|k| k.contains("-s")).count(), 12);
     assert!(seen.lock().unwrap().deletes.is_empty());
@@ -248,29 +355,65 @@ async fn outage_drops_the_oldest_and_resumes_with_a_discontinuity() {
         live.segment(200).await;
     }
     // Segments 3..=10 waited; only the newest 3 are kept.
-    let dropped = metrics.dropped_segments.get_or_create(&super::metrics::OutputLabels { output: "test".into() }).get();
+    let dropped = metrics
+        .dropped_segments
+        .get_or_create(&super::metrics::OutputLabels {
+            output: "test".into(),
+        })
+        .get();
     assert_eq!(dropped, 5);
     store.set_failing(false);
     for _ in 0..3 {
         live.segment(200).await;
     }
     live.window.end();
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap();
     let pl = text(&store, "p/media.m3u8");
-    let segs: Vec<String> = named(&pl).into_iter().filter(|u| u.contains("-s")).collect();
-    assert_eq!(segs, ["run-s8.m4s", "run-s9.m4s", "run-s10.m4s", "run-s11.m4s", "run-s12.m4s", "run-s13.m4s"].map(String::from));
-    assert!(pl.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "own sequence numbers stay contiguous:\n{pl}");
+    let segs: Vec<String> = named(&pl)
+        .into_iter()
+        .filter(|u| u.contains("-s"))
+        .collect();
+    assert_eq!(
+        segs,
+        [
+            "run-s8.m4s",
+            "run-s9.m4s",
+            "run-s10.m4s",
+            "run-s11.m4s",
+            "run-s12.m4s",
+            "run-s13.m4s"
+        ]
+        .map(String::from)
+    );
+    assert!(
+        pl.contains("#EXT-X-MEDIA-SEQUENCE:3\n"),
+        "own sequence numbers stay contiguous:\n{pl}"
+    );
     assert!(pl.ends_with("#EXT-X-ENDLIST\n"));
     // The first playlist after the outage went on from segment 2 to 8 across a discontinuity.
     let seen = seen.lock().unwrap();
-    assert!(seen.playlists.iter().any(|p| p.contains("run-s2.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:")), "{:?}", seen.playlists.last());
+    assert!(
+        seen.playlists
+            .iter()
+            .any(|p| p.contains("run-s2.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:")),
+        "{:?}",
+        seen.playlists.last()
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_store_that_lost_its_data_gets_init_and_a_consistent_playlist_again() {
     let (store, seen) = checked_store("p/");
     let (mut live, rx) = Live::new(6);
-    let task = tokio::spawn(run(Arc::new(store.clone()), cfg(6), Arc::new(StorageMetrics::default()), rx));
+    let task = tokio::spawn(run(
+        Arc::new(store.clone()),
+        cfg(6),
+        Arc::new(StorageMetrics::default()),
+        rx,
+    ));
     for _ in 0..4 {
         live.segment(200).await;
     }
@@ -285,10 +428,16 @@ async fn a_store_that_lost_its_data_gets_init_and_a_consistent_playlist_again() 
         live.segment(200).await;
     }
     live.window.end();
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap();
     let pl = text(&store, "p/media.m3u8");
     for uri in named(&pl) {
-        assert!(store.object(&format!("p/{uri}")).is_some(), "{uri} missing:\n{pl}");
+        assert!(
+            store.object(&format!("p/{uri}")).is_some(),
+            "{uri} missing:\n{pl}"
+        );
     }
     assert!(named(&pl).contains(&"run-i0.mp4".to_string()));
     assert!(media_sequence(&pl) >= 4, "{pl}");
@@ -302,15 +451,32 @@ async fn parts_mode_lists_stored_parts_only() {
     let (mut live, rx) = Live::new(6);
     let mut c = cfg(6);
     c.parts = true;
-    let task = tokio::spawn(run(Arc::new(store.clone()), c, Arc::new(StorageMetrics::default()), rx));
+    let task = tokio::spawn(run(
+        Arc::new(store.clone()),
+        c,
+        Arc::new(StorageMetrics::default()),
+        rx,
+    ));
     for _ in 0..8 {
         live.segment(200).await;
     }
     let pl = text(&store, "p/media.m3u8");
-    assert!(pl.contains("#EXT-X-PART-INF:PART-TARGET=0.20000") && pl.contains("#EXT-X-PART:DURATION=0.20000,URI=\"run-p39.m4s\""), "{pl}");
+    assert!(
+        pl.contains("#EXT-X-PART-INF:PART-TARGET=0.20000")
+            && pl.contains("#EXT-X-PART:DURATION=0.20000,URI=\"run-p39.m4s\""),
+        "{pl}"
+    );
     assert!(store.object("p/run-p39.m4s").is_some());
     live.window.end();
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap();
     // Some playlist showed an open segment's parts before its EXTINF.
-    assert!(seen.lock().unwrap().playlists.iter().any(|p| p.trim_end().ends_with(".m4s\"") || p.trim_end().ends_with("INDEPENDENT=YES")));
+    assert!(seen
+        .lock()
+        .unwrap()
+        .playlists
+        .iter()
+        .any(|p| p.trim_end().ends_with(".m4s\"") || p.trim_end().ends_with("INDEPENDENT=YES")));
 }
