@@ -5,7 +5,7 @@ Acceptance item: "origin-added delay (last byte of a frame read -> its part read
 client) p50/p99, target p99 <= 5 ms". This is a bench, not a test: it exits 0 whatever the numbers
 unless STRICT=1.
 
-What it does, for each --idle-flush-ms value in IDLE_FLUSH (default "3,1"; 3 is hlsd's default):
+What it does, for each --idle-flush-ms value in IDLE_FLUSH (default "1,0.5"; 1 is hlsd's default):
 
   * starts the release binary: target/release/hlsd --listen 127.0.0.1:PORT --source stdin
     --part-duration 0.2 --segment-duration 1 --idle-flush-ms N
@@ -40,7 +40,7 @@ is published when the NEXT frame arrives, i.e. about one frame interval (33 ms) 
 are reported separately; with the default whole-GOP looping on a quiet machine there are none.
 
 Environment: DURATION (s, default 30), WARMUP (s, default 2), IDLE_FLUSH (comma list, default
-"3,1"), FPS (30), FIXTURE, FULL_FILE=1, HLSD_BIN (default target/release/hlsd), PORT (default: a
+"1,0.5"), FPS (30), FIXTURE, FULL_FILE=1, HLSD_BIN (default target/release/hlsd), PORT (default: a
 free one), BENCH_JSON (default target/bench/origin_delay.json), STRICT=1 (exit 1 when p99 > 5 ms
 for the default idle flush), HLSD_LOG (passed through; hlsd's log goes to target/bench/),
 NICE (e.g. -10: run the writer, the client and hlsd at that niceness, to keep concurrent builds
@@ -437,7 +437,7 @@ def main():
     duration = float(os.environ.get("DURATION", "30"))
     warmup = float(os.environ.get("WARMUP", "2"))
     fps = float(os.environ.get("FPS", "30"))
-    flushes = [int(x) for x in os.environ.get("IDLE_FLUSH", "3,1").split(",") if x.strip()]
+    flushes = [float(x) for x in os.environ.get("IDLE_FLUSH", "1,0.5").split(",") if x.strip()]
     out_json = os.environ.get("BENCH_JSON", os.path.join(REPO, "target", "bench", "origin_delay.json"))
     os.makedirs(os.path.dirname(out_json), exist_ok=True)
     if not os.access(binary, os.X_OK):
@@ -466,7 +466,7 @@ def main():
         r = run_one(binary, aus, fl, fps, duration, warmup, os.path.dirname(out_json))
         results.append(r)
         p = r["prometheus"]
-        print(f"\n--idle-flush-ms {fl}{'  (default)' if fl == 3 else ''}")
+        print(f"\n--idle-flush-ms {fl}{'  (default)' if fl == 1 else ''}")
         print(f"  frames written {r['frames_written']} (late writes {r['late_writes']}), in parts {r['frames_in_parts']}")
         print(f"  part readable, response headers - last byte written: {fmt(r['headers_ms'])}")
         print(f"  part readable, body complete    - last byte written: {fmt(r['body_ms'])}")
