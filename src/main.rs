@@ -20,20 +20,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("hlsd: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let result = match cfg.command.clone() {
         Some(Command::Segment { input, outdir }) => segment(&cfg, &input, &outdir),
         Some(Command::Devices) => {
             print!("{}", hlsd::source::v4l2::devices::report());
             Ok(())
         }
-        None => rt.block_on(serve(cfg)),
+        // The offline commands need no async runtime; the server gets two worker threads.
+        None => match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(rt) => rt.block_on(serve(cfg)),
+            Err(e) => Err(anyhow::anyhow!("cannot start the runtime: {e}")),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -280,6 +280,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn config_file_and_flags() {
+        use crate::config::Config;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hlsd.toml");
+        std::fs::write(
+            &p,
+            "s3-endpoint = \"http://127.0.0.1:9000\"\n[[output]]\nurl = \"s3://bk1/cams/x\"\nqueue = 5\n\
+             secret-access-key = \"hunter2\"\n[[output]]\ndir = \"/srv/hls\"\nretention = \"all\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(["hlsd", "--config", p.to_str().unwrap()]).unwrap();
+        assert_eq!(c.output.len(), 2);
+        assert_eq!(c.output[0].0.queue(), 5);
+        assert_eq!(c.output[1].0.retention(), Retention::All);
+        assert_eq!(c.s3_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "Debug of the config shows a secret"
+        );
+        // Flags replace the file's list (command line beats the file).
+        let c = Config::load_from([
+            "hlsd",
+            "--config",
+            p.to_str().unwrap(),
+            "--output",
+            "dir:/tmp/x",
+        ])
+        .unwrap();
+        assert_eq!(c.output.len(), 1);
+        assert_eq!(
+            c.output[0].0.target().unwrap(),
+            Target::Dir {
+                path: "/tmp/x".into(),
+                prefix: "".into()
+            }
+        );
+        std::fs::write(&p, "[[output]]\nurl = \"ftp://x\"\n").unwrap();
+        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown output"), "{e}");
+        // (an invalid --output is refused by clap with the same message, exiting with status 2)
+    }
+
+    #[test]
     fn parses_command_line_and_table_forms() {
         let s: OutputSpec = "s3://bucket/cams/birdbox/".parse().unwrap();
         assert_eq!(
