@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 
 # clang + libclang-dev + linux-libc-dev: bindgen generates the `v4l` crate's V4L2 bindings from
 # <linux/videodev2.h> at build time.
-want=(ca-certificates pkg-config gcc nodejs npm nasm clang libclang-dev linux-libc-dev)
+want=(ca-certificates pkg-config gcc nasm clang libclang-dev linux-libc-dev)
+# Node.js/npm from Debian only when the machine has none (another install may own them).
+command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
 if [[ "${1:-}" == "--test" ]]; then
-  want+=(ffmpeg chromium nginx time python3)
+  want+=(ffmpeg chromium nginx time python3 curl)
   want+=(libnginx-mod-rtmp libnginx-mod-stream openssl)  # tests/rtmp.rs: RTMP relay, TLS front for rtmps
   want+=(python3-pip)  # tests/storage.rs: moto's S3 server, below
 fi

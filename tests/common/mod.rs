@@ -142,13 +142,14 @@ impl Hlsd {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("hlsd: player at http://127.0.0.1:") {
-                        let port: u16 = rest
-                            .trim_end_matches('/')
-                            .parse()
-                            .map_err(|_| format!("bad line {line:?}"))?;
+                    let found = ["http", "https"].into_iter().find_map(|scheme| {
+                        let rest = line.strip_prefix(&format!("hlsd: player at {scheme}://127.0.0.1:"))?;
+                        Some((scheme, rest.trim_end_matches('/').to_string()))
+                    });
+                    if let Some((scheme, rest)) = found {
+                        let port: u16 = rest.parse().map_err(|_| format!("bad line {line:?}"))?;
                         h.port = port;
-                        h.base = format!("http://127.0.0.1:{port}");
+                        h.base = format!("{scheme}://127.0.0.1:{port}");
                         return Ok((h, stdin));
                     }
                 }
