@@ -609,29 +609,24 @@ impl Publisher {
         self.work.insert((prio, job.id), job);
     }
 
-    fn set_busy(&mut self, target: Target, busy: bool) {
+    /// The stored object a job targets (init, segment or part), if it is still tracked.
+    fn obj_mut(&mut self, target: Target) -> Option<&mut Obj> {
         match target {
-            Target::Init(id) => {
-                if let Some(r) = self.inits.get_mut(&id) {
-                    r.obj.busy = busy;
-                }
-            }
-            Target::Segment(msn) => {
-                if let Some(r) = self.pending.get_mut(&msn) {
-                    r.seg.busy = busy;
-                }
-            }
+            Target::Init(id) => self.inits.get_mut(&id).map(|r| &mut r.obj),
+            Target::Segment(msn) => self.pending.get_mut(&msn).map(|r| &mut r.seg),
             Target::Part(msn, g) => {
                 let suffix = format!("-p{g}.m4s");
-                if let Some(p) = self
-                    .pending
+                self.pending
                     .get_mut(&msn)
                     .and_then(|r| r.parts.iter_mut().find(|p| p.name.ends_with(&suffix)))
-                {
-                    p.busy = busy;
-                }
             }
-            _ => {}
+            _ => None,
+        }
+    }
+
+    fn set_busy(&mut self, target: Target, busy: bool) {
+        if let Some(o) = self.obj_mut(target) {
+            o.busy = busy;
         }
     }
 
@@ -1096,28 +1091,8 @@ impl Publisher {
     }
 
     fn mark_in_flight(&mut self, target: Target) {
-        match target {
-            Target::Init(id) => {
-                if let Some(r) = self.inits.get_mut(&id) {
-                    r.obj.in_flight = true;
-                }
-            }
-            Target::Segment(msn) => {
-                if let Some(r) = self.pending.get_mut(&msn) {
-                    r.seg.in_flight = true;
-                }
-            }
-            Target::Part(msn, g) => {
-                let suffix = format!("-p{g}.m4s");
-                if let Some(p) = self
-                    .pending
-                    .get_mut(&msn)
-                    .and_then(|r| r.parts.iter_mut().find(|p| p.name.ends_with(&suffix)))
-                {
-                    p.in_flight = true;
-                }
-            }
-            _ => {}
+        if let Some(o) = self.obj_mut(target) {
+            o.in_flight = true;
         }
     }
 
