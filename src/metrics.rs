@@ -83,8 +83,7 @@ impl Metrics {
             http_blocked: Gauge::default(),
             http_connections: Gauge::default(),
             origin_delay: Histogram::new(
-                [0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25]
-                    .into_iter(),
+                [0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25],
             ),
             rtmp_state: Family::default(),
             rtmp_reconnects: Family::default(),

@@ -42,6 +42,11 @@ impl SegmentView {
     pub fn len(&self) -> usize {
         self.parts.iter().map(|p| p.data.len()).sum()
     }
+
+    /// True while the segment has no media.
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().all(|p| p.data.is_empty())
+    }
 }
 
 /// An init segment.
@@ -139,7 +144,7 @@ impl Snapshot {
                 (b + s.len() as u64, t + s.duration, p.max(rate))
             },
         );
-        let avg = if ticks > 0 { bytes * 8 * TIMESCALE as u64 / ticks } else { 0 };
+        let avg = (bytes * 8 * TIMESCALE as u64).checked_div(ticks).unwrap_or(0);
         (avg, peak)
     }
 }

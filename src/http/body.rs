@@ -28,6 +28,10 @@ impl Chunks {
     pub fn len(&self) -> u64 {
         self.remaining
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
 }
 
 impl From<Bytes> for Chunks {
