@@ -73,7 +73,6 @@ struct Pending {
 pub struct SegmenterStats {
     pub frames_in: u64,
     pub frames_dropped_waiting_idr: u64,
-    pub overlong_segments: u64,
 }
 
 /// The segmenter state machine. See module docs.
@@ -303,9 +302,6 @@ impl Segmenter {
         self.publish_part(out)?;
         if let Some(s) = self.open.take() {
             let duration = self.part_end - s.start;
-            if duration > self.cfg.segment_target * 2 {
-                self.stats.overlong_segments += 1;
-            }
             out.push(Output::SegmentEnd { msn: s.msn, duration });
         }
         Ok(())

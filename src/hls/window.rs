@@ -272,18 +272,16 @@ impl Window {
             self.overlong += 1;
             tracing::warn!(msn, segment_secs = secs, target, "segment longer than TARGETDURATION: encoder IDR interval grew");
         }
-        let is_empty = open.parts.is_empty();
-        self.sync_open_final(open, is_empty);
+        self.replace_open(open);
         self.trim();
     }
 
-    fn sync_open_final(&mut self, seg: SegmentView, is_empty: bool) {
-        if let Some(last) = self.state.segments.last() {
-            if last.msn == seg.msn {
-                self.state.segments.pop();
-            }
+    /// Replaces the open segment's mirror in the snapshot with its final form (dropped if empty).
+    fn replace_open(&mut self, seg: SegmentView) {
+        if self.state.segments.last().is_some_and(|last| last.msn == seg.msn) {
+            self.state.segments.pop();
         }
-        if !is_empty {
+        if !seg.parts.is_empty() {
             self.state.segments.push(Arc::new(seg));
         }
     }
