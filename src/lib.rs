@@ -24,6 +24,9 @@ pub mod hls;
 pub mod http;
 pub mod media;
 pub mod metrics;
+pub mod policy;
 pub mod sink;
 pub mod snapshot;
 pub mod source;
+#[cfg(test)]
+pub(crate) mod testutil;

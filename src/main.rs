@@ -1,6 +1,7 @@
 //! The `hlsd` binary: configuration, logging, and the run loop until Ctrl-C / SIGTERM.
 
 use hlsd::config::{Command, Config};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -12,6 +13,8 @@ fn main() -> ExitCode {
                 .add_directive("h264_reader=off".parse().expect("static directive")),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: a file, a pipe or journald gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cfg = match Config::load_from(std::env::args_os()) {
         Ok(c) => c,

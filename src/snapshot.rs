@@ -242,13 +242,7 @@ mod tests {
     /// The Pi's 1080p stream is coded as 1088 lines with cropping: the poster must be 1080.
     #[test]
     fn pi_1080p_fixture_keyframe_is_cropped_to_1080() {
-        let dir = std::env::var("HLSD_FIXTURES")
-            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures").into());
-        let path = std::path::Path::new(&dir).join("pi-1080p25-raspivid.h264");
-        let Ok(stream) = std::fs::read(&path) else {
-            eprintln!("skipping: fixture {} not found", path.display());
-            return;
-        };
+        let stream = crate::testutil::fixture("pi-1080p25-raspivid.h264");
         let (sps, pps, idr) = first_keyframe(&stream);
         let jpeg = encode_jpeg(&sps, &pps, &idr, 75).expect("snapshot of the Pi fixture");
         assert_eq!(jpeg_dimensions(&jpeg), (1920, 1080));

@@ -144,10 +144,22 @@ pub fn avcc_nals(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
 mod tests {
     use super::*;
 
-    // SPS of pi-720p30-inline.h264 is checked in parser tests; here a known x264 SPS (640x360,
-    // High, level 3.0, VUI 30 fps).
+    /// The first SPS and PPS of `pi-720p30-inline.h264` (a real Pi capture; ffprobe reports
+    /// 1280x720, High, level 4.0, 30 fps), written down so that this test needs no file.
+    const PI_720P_SPS: &str = "27640028ac2b402802dd08000003000800000301e7250001312c0002faf37bdc03c489a8";
+    const PI_720P_PPS: &str = "28ee025cb0";
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
     #[test]
     fn codec_string_and_avcc_round_trip() {
+        let info = track_info(&unhex(PI_720P_SPS), &unhex(PI_720P_PPS), None).unwrap();
+        assert_eq!(info.codec_string(), "avc1.640028");
+        assert_eq!((info.width, info.height, info.frame_duration), (1280, 720, 3000), "VUI timing: 30 fps");
+        assert_eq!((info.profile_idc, info.constraint_flags, info.level_idc), (0x64, 0x00, 0x28));
+        assert_eq!(&info.pps[..], &unhex(PI_720P_PPS)[..]);
         let data = to_avcc([&[0x65u8, 1, 2][..], &[0x41u8, 9][..]]);
         let nals: Vec<&[u8]> = avcc_nals(&data).collect();
         assert_eq!(nals, vec![&[0x65u8, 1, 2][..], &[0x41u8, 9][..]]);

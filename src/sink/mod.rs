@@ -29,10 +29,7 @@ pub struct SinkInputs {
 
 /// Starts every configured sink. Errors are configuration errors (reported before serving).
 pub fn spawn_all(cfg: &Config, inputs: &SinkInputs) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let mut handles = Vec::new();
-    // Sinks register here, e.g. `handles.extend(storage::spawn(cfg, inputs)?);`
-    handles.extend(rtmp::spawn(cfg, inputs)?);
+    let mut handles = rtmp::spawn(cfg, inputs)?;
     handles.extend(storage::spawn(cfg, inputs)?);
-    let _ = (cfg, inputs);
     Ok(handles)
 }

@@ -10,8 +10,10 @@
 //! OpenH264 hands out Annex-B NAL units with start codes; they are converted to AVCC here and
 //! the parameter sets are moved into [`TrackInfo`]. IDRs are forced every `idr_interval_frames`
 //! frames (scene-change detection and frame skipping are off) so that segment cuts line up exactly.
+//! The library's own messages go through `tracing` (`testsrc/log.rs`), not straight to stderr.
 
 mod draw;
+mod log;
 
 use crate::media::{Frame, SourceEvent, TrackInfo, TIMESCALE};
 use bytes::Bytes;
@@ -214,8 +216,9 @@ impl Generator {
             .complexity(Complexity::Low)
             .num_threads(1)
             .vui(VuiConfig::bt709());
-        let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
+        let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
             .map_err(|source| TestsrcError::Encoder { frame: 0, source })?;
+        log::route_to_tracing(&mut encoder);
         Ok(Self {
             picture: draw::Picture::new(cfg.width as usize, cfg.height as usize),
             frame_duration: (TIMESCALE + cfg.fps / 2) / cfg.fps,
@@ -472,14 +475,38 @@ mod tests {
         handle.join().unwrap();
     }
 
+    /// The flag alone ends the thread: the receiver stays open with room to spare, so nothing
+    /// else could. Waits are bounded (10 s, far beyond the one frame time the flag needs).
     #[test]
     fn spawn_stops_on_flag() {
-        let (tx, _rx) = tokio::sync::mpsc::channel(1000);
+        use tokio::sync::mpsc::error::TryRecvError;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
         let stop = Arc::new(AtomicBool::new(false));
         let handle = spawn(cfg(64, 48), tx, stop.clone()).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match rx.try_recv() {
+                Ok(SourceEvent::Frame(_)) => break,
+                Ok(_) => {}
+                Err(TryRecvError::Empty) => {
+                    assert!(Instant::now() < deadline, "no frame within 10 s");
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(TryRecvError::Disconnected) => panic!("the source ended before the flag was set"),
+            }
+        }
+        assert!(!handle.is_finished(), "the source ended before the flag was set");
         stop.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !handle.is_finished() {
+            assert!(Instant::now() < deadline, "the source ignored the stop flag for 10 s");
+            std::thread::sleep(Duration::from_millis(2));
+        }
         handle.join().unwrap();
+        while let Ok(ev) = rx.try_recv() {
+            assert!(matches!(ev, SourceEvent::Frame(_)), "only frames after the start: {ev:?}");
+        }
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Disconnected)), "the thread dropped its sender");
     }
 
     /// `cargo test --release -- --ignored --nocapture encode_cost_720p`

@@ -4,13 +4,13 @@
 //! Per destination, two tasks:
 //!
 //! ```text
-//! broadcast<SourceEvent> ─ pump (gate.rs) ─ bounded queue ─ writer (publish.rs) ─ conn.rs ─ relay
+//! broadcast<SourceEvent> ─ pump (pump.rs) ─ bounded queue ─ writer (publish.rs) ─ conn.rs ─ relay
 //!                           drops to the next IDR           connects, publishes, packages
 //!                           when lagging/full/down          (flv.rs), retries with backoff
 //! ```
 //!
-//! The pump only ever `try_send`s into the queue, so a slow or dead relay costs that
-//! destination whole GOPs (with a warning and `hlsd_rtmp_frames_dropped_total`) and never
+//! The pump (deciding with [`gate::Gate`]) only ever `try_send`s into the queue, so a slow or
+//! dead relay costs that destination whole GOPs (with a warning and `hlsd_rtmp_frames_dropped_total`) and never
 //! delays the segmenter or the other outputs. The writer starts each connection at an IDR
 //! (sequence header + `onMetaData` first), timestamps from 0, and on any error reconnects
 //! with exponential backoff and resumes at the next IDR. Stream keys appear nowhere: logs,
@@ -20,6 +20,9 @@ pub mod conn;
 pub mod flv;
 pub mod gate;
 mod publish;
+mod pump;
+#[cfg(test)]
+mod testutil;
 pub mod url;
 
 pub use url::{mask_urls, Destination, DestinationParser, RtmpUrl};
@@ -161,7 +164,7 @@ pub fn spawn(cfg: &Config, inputs: &super::SinkInputs) -> anyhow::Result<Vec<Joi
         let publishing = Arc::new(AtomicBool::new(false));
         let snapshots = inputs.snapshots.clone();
         let format = move || snapshots.borrow().info().cloned();
-        tokio::spawn(gate::pump(
+        tokio::spawn(pump::pump(
             dest.clone(),
             inputs.events.subscribe(),
             format,

@@ -3,7 +3,7 @@
 //!
 //! Each connection starts afresh: what was queued for an earlier one is dropped, timestamps
 //! start at 0, and the first frame sent is an IDR preceded by `onMetaData` and the AVC sequence
-//! header (and the AAC one with silent audio). The pump (gate.rs) only queues frames while
+//! header (and the AAC one with silent audio). The pump (pump.rs) only queues frames while
 //! [`writer`] says it is publishing.
 
 use super::conn::{self, Connection};

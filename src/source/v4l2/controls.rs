@@ -87,30 +87,27 @@ const LEVELS: [(&str, i64); 20] = [
 /// Parses `v4l2-profile` (`baseline`, `constrained-baseline`, `main`, `extended`, `high`).
 pub fn parse_profile(s: &str) -> Result<i64, String> {
     let s = s.trim().to_ascii_lowercase().replace(['_', ' '], "-");
-    PROFILES
-        .iter()
-        .find(|(n, _)| *n == s)
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            format!(
-                "'{s}' is not an H.264 profile: use one of {}",
-                PROFILES.map(|(n, _)| n).join(", ")
-            )
-        })
+    lookup(&PROFILES, &s, &s, "profile")
 }
 
 /// Parses `v4l2-level` (`3.1`, `4`, `4.0`, `4.2`, `1b`, ...).
 pub fn parse_level(s: &str) -> Result<i64, String> {
     let t = s.trim().to_ascii_lowercase();
     let t = t.strip_suffix(".0").unwrap_or(&t);
-    LEVELS
+    lookup(&LEVELS, t, s, "level")
+}
+
+/// The menu index named `name` in `table`; the error shows `given` and lists the names.
+fn lookup(table: &[(&str, i64)], name: &str, given: &str, what: &str) -> Result<i64, String> {
+    table
         .iter()
-        .find(|(n, _)| *n == t)
+        .find(|(n, _)| *n == name)
         .map(|(_, v)| *v)
         .ok_or_else(|| {
+            let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
             format!(
-                "'{s}' is not an H.264 level: use one of {}",
-                LEVELS.map(|(n, _)| n).join(", ")
+                "'{given}' is not an H.264 {what}: use one of {}",
+                names.join(", ")
             )
         })
 }

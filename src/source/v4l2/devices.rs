@@ -4,7 +4,7 @@
 
 use super::controls;
 use super::negotiate::{
-    ControlKind, DeviceCaps, DeviceKind, FormatCaps, FourCc, FrameRates, FrameSize,
+    fps_text, ControlKind, DeviceCaps, DeviceKind, FormatCaps, FourCc, FrameRates,
 };
 use std::fmt::Write;
 
@@ -162,26 +162,15 @@ fn formats(s: &mut String, list: &[FormatCaps]) {
             .sizes
             .iter()
             .map(|z| {
-                let size = match z.size {
-                    FrameSize::Discrete { width, height } => format!("{width}x{height}"),
-                    FrameSize::Stepwise {
-                        min_width,
-                        max_width,
-                        min_height,
-                        max_height,
-                        ..
-                    } => {
-                        format!("{min_width}x{min_height} to {max_width}x{max_height}")
-                    }
-                };
+                let size = z.size.to_string();
                 match &z.rates {
                     FrameRates::Unknown => size,
                     FrameRates::Discrete(l) => {
-                        let r: Vec<String> = l.iter().map(|i| fps(i.fps())).collect();
+                        let r: Vec<String> = l.iter().map(|i| fps_text(i.fps())).collect();
                         format!("{size} @ {} fps", r.join("/"))
                     }
                     FrameRates::Range { min_fps, max_fps } => {
-                        format!("{size} @ {}-{} fps", fps(*min_fps), fps(*max_fps))
+                        format!("{size} @ {}-{} fps", fps_text(*min_fps), fps_text(*max_fps))
                     }
                 }
             })
@@ -200,17 +189,9 @@ fn formats(s: &mut String, list: &[FormatCaps]) {
     }
 }
 
-fn fps(f: f64) -> String {
-    if (f - f.round()).abs() < 0.005 {
-        format!("{}", f.round())
-    } else {
-        format!("{f:.2}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::negotiate::tests::{bcm2835_v4l2, raw_cam_and_codec, uvc_h264};
+    use super::super::negotiate::fixtures::{bcm2835_v4l2, raw_cam_and_codec, uvc_h264};
     use super::*;
 
     #[test]

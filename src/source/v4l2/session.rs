@@ -260,7 +260,7 @@ pub async fn supervise(
 #[cfg(test)]
 mod tests {
     use super::super::fake::{self, FakeDevice, FakeLog};
-    use super::super::negotiate::tests::{bcm2835_v4l2, raw_cam_and_codec, request, uvc_h264};
+    use super::super::negotiate::fixtures::{bcm2835_v4l2, raw_cam_and_codec, request, uvc_h264};
     use super::*;
     use crate::hls::segmenter::{Output, Segmenter, SegmenterConfig};
     use crate::media::TIMESCALE;
