@@ -72,7 +72,7 @@ async fn held_request_never_times_out_then_idle_starts_when_it_ends() {
     let (mut io, act, mut client) = pair(64);
     client.write_all(b"GET /media.m3u8?_HLS_msn=9 HTTP/1.1\r\n\r\n").await.unwrap();
     let mut b = [0u8; 64];
-    io.read(&mut b).await.unwrap();
+    assert!(io.read(&mut b).await.unwrap() > 0);
     let guard = act.request();
     // Far longer than every timeout: the handler waits for data, nothing is pending.
     let r = tokio::time::timeout(Duration::from_secs(100), io.read(&mut b)).await;
@@ -120,7 +120,7 @@ async fn response_body_without_progress_times_out_like_a_stalled_write() {
     let (mut io, act, mut client) = pair(64);
     client.write_all(b"x").await.unwrap();
     let mut b = [0u8; 8];
-    io.read(&mut b).await.unwrap();
+    assert!(io.read(&mut b).await.unwrap() > 0);
     let _body = act.request().track(crate::http::body::Chunks::from("pending"));
     let (_, took) = read_err(&mut io).await;
     assert_eq!(took, T.write);

@@ -87,6 +87,7 @@ pub fn raise_nofile() -> u64 {
         tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open-file limit");
         return 1024;
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is 32 bits on 32-bit ARM (Pi OS armhf)
     let (soft, hard) = (lim.rlim_cur as u64, lim.rlim_max as u64);
     if soft >= hard {
         tracing::info!(soft, hard, "open-file limit");
