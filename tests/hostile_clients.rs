@@ -559,3 +559,72 @@ async fn malformed_requests() {
     assert!(metric(&srv.base, "hlsd_http_requests_total{route=\"invalid\",status=\"400\"}").await >= 5.0);
     srv.assert_no_panic();
 }
+
+#[test]
+fn tls_handshake_and_http2_idle_time_out() {
+    serial(tls_and_h2())
+}
+
+async fn tls_and_h2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let st = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (infra/setup.sh --test installs it)");
+    assert!(st.success());
+    let limits = ["--http-first-byte-timeout", "1", "--http-timeout", "2", "--width", "320", "--height", "180"];
+    let tls = Hlsd::start(&[&limits[..], &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]].concat());
+    // Closed within (timeout, timeout + 3 s): silent socket, and a TLS record header without the rest.
+    async fn closed_after(port: u16, send: &[u8]) -> Duration {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(send).await.unwrap();
+        let start = Instant::now();
+        let mut b = [0u8; 64];
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await.expect("hlsd closes the socket");
+        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+        start.elapsed()
+    }
+    for send in [&b""[..], &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01][..]] {
+        let took = closed_after(tls.port, send).await;
+        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "{send:?}: closed after {took:?}");
+    }
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&cert)
+        .args(["--resolve", &format!("localhost:{}:127.0.0.1", tls.port)])
+        .arg(format!("https://localhost:{}/metrics", tls.port))
+        .output()
+        .expect("curl (infra/setup.sh --test installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for reason in ["first_byte", "tls_handshake"] {
+        let line = format!("hlsd_http_timeouts_total{{reason=\"{reason}\"}} 1\n");
+        assert!(text.contains(&line), "no {line:?} in HTTPS /metrics: {text}");
+    }
+    drop(tls);
+
+    // HTTP/2 cleartext: requests work, oversized header lists get 431, an idle connection is
+    // closed after http-timeout although h2 keeps exchanging frames.
+    let srv = Hlsd::start(&limits);
+    let h2 = common::h2_client();
+    let r = get(&h2, &srv.url("/media.m3u8")).await;
+    assert_eq!((r.status, r.version), (200, reqwest::Version::HTTP_2));
+    let big = "a".repeat(20_000);
+    let r = h2.get(srv.url("/media.m3u8")).header("x-big", &big).send().await.unwrap();
+    assert_eq!(r.status(), 431);
+    let huge = "a".repeat(100_000);
+    match h2.get(srv.url("/media.m3u8")).header("x-big", &huge).send().await {
+        Ok(r) => assert_eq!(r.status(), 431, "header list beyond the HTTP/2 limit"),
+        Err(e) => eprintln!("100 KB header list refused by h2: {e}"),
+    }
+    let (_, took) = wait_metric(&srv.base, "hlsd_http_timeouts_total{reason=\"idle\"}", Duration::from_secs(10), |v| v >= 1.0).await;
+    eprintln!("idle HTTP/2 connection closed; seen {took:?} after the last request");
+    wait_metric(&srv.base, "hlsd_http_connections", Duration::from_secs(5), |v| v <= 1.0).await;
+    let r = get(&h2, &srv.url("/media.m3u8")).await;
+    assert_eq!(r.status, 200, "the client reconnects after an idle close");
+    srv.assert_no_panic();
+}

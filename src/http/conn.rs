@@ -72,6 +72,8 @@ struct State {
     /// A byte was read since `idle_since`.
     read_since_idle: bool,
     any_read: bool,
+    /// HTTP/2: the client's control frames arrive while idle, so "header" is never told apart.
+    h2: bool,
     waker: Option<Waker>,
 }
 
@@ -89,12 +91,18 @@ impl Activity {
             progress: now,
             read_since_idle: false,
             any_read: false,
+            h2: false,
             waker: None,
         })))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection speaks HTTP/2 (ALPN; cleartext is detected from the preface).
+    pub fn set_h2(&self) {
+        self.lock().h2 = true;
     }
 
     /// A request's handler starts; the guard ends it (dropped, or turned into a [`Tracked`] body).
@@ -133,7 +141,8 @@ impl Activity {
         if s.handling > 0 {
             return None;
         }
-        Some((s.idle_since + t.idle, if s.read_since_idle { Expired::Header } else { Expired::Idle }))
+        let why = if s.read_since_idle && !s.h2 { Expired::Header } else { Expired::Idle };
+        Some((s.idle_since + t.idle, why))
     }
 }
 
@@ -344,6 +353,9 @@ impl<T: AsyncRead + Socket + Unpin> AsyncRead for GuardedIo<T> {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
                     let mut s = this.act.lock();
+                    if !s.any_read && buf.filled()[before..].starts_with(b"PRI * HTTP/2") {
+                        s.h2 = true;
+                    }
                     s.any_read = true;
                     s.read_since_idle = true;
                 }

@@ -126,3 +126,20 @@ async fn response_body_without_progress_times_out_like_a_stalled_write() {
     assert_eq!(took, T.write);
     assert_eq!(fired(), vec![Expired::Write]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn http2_control_frames_while_idle_count_as_idle() {
+    let (mut io, _act, mut client) = pair(256);
+    client.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if client.write_all(b"ping-frame").await.is_err() {
+                return;
+            }
+        }
+    });
+    let (_, took) = read_err(&mut io).await;
+    assert_eq!(took, T.idle, "frames do not keep an HTTP/2 connection without requests open");
+    assert_eq!(fired(), vec![Expired::Idle]);
+}

@@ -128,7 +128,7 @@ pub async fn serve(
                 }
             })
         };
-        let io = GuardedIo::new(sock, act, limits.timeouts, timed_out);
+        let io = GuardedIo::new(sock, act.clone(), limits.timeouts, timed_out);
         let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         let handshake = limits.timeouts.first_byte;
         tokio::spawn(async move {
@@ -138,7 +138,12 @@ pub async fn serve(
             let res = match tls {
                 None => watcher.watch(builder.serve_connection(TokioIo::new(io), svc).into_owned()).await,
                 Some(acc) => match tokio::time::timeout(handshake, acc.accept(io)).await {
-                    Ok(Ok(s)) => watcher.watch(builder.serve_connection(TokioIo::new(s), svc).into_owned()).await,
+                    Ok(Ok(s)) => {
+                        if s.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            act.set_h2();
+                        }
+                        watcher.watch(builder.serve_connection(TokioIo::new(s), svc).into_owned()).await
+                    }
                     Ok(Err(e)) => Err(e.into()),
                     Err(_) => {
                         timed_out(Expired::Handshake);
