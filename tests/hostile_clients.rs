@@ -280,7 +280,7 @@ fn attack_leaves_viewer_and_memory_alone() {
 }
 
 async fn attack_leaves() {
-    raise_nofile(8000);
+    raise_nofile(4096);
     let srv = Hlsd::start(&[
         "--source", "testsrc", "--width", "640", "--height", "360", "--bitrate", "2000000",
         "--http-first-byte-timeout", FIRST_BYTE, "--http-timeout", IDLE, "--http-write-timeout", WRITE,
