@@ -251,7 +251,7 @@ async fn attack_leaves() {
     // whose threads have the lowest priority, the viewer and hlsd at the normal one.
     let attack_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .on_thread_start(|| lowest_priority_for_this_thread())
+        .on_thread_start(lowest_priority_for_this_thread)
         .enable_all()
         .build()
         .unwrap();
