@@ -67,6 +67,8 @@ struct Arena {
 
 async fn attacker(kind: Kind, src: Ipv4Addr, a: Arena, g: Arc<Group>, seed: u64) {
     let Arena { port, seg, mut stop, kept } = a;
+    // Start spread over 2 s, so the groups' timeouts do not all fire in the same instant.
+    tokio::time::sleep(Duration::from_millis(seed * 7919 % 2000)).await;
     let mut round = 0u64;
     while !*stop.borrow() {
         round += 1;
@@ -210,6 +212,13 @@ fn cpu_secs(pid: u32) -> f64 {
     (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
 }
 
+/// System-mode CPU seconds of a process.
+fn sys_secs(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    let after = &s[s.rfind(')').expect("comm") + 2..];
+    after.split(' ').nth(12).unwrap().parse::<f64>().unwrap() / 100.0
+}
+
 fn lowest_priority_for_this_thread() {
     // SAFETY: plain syscalls; on Linux a thread id selects just this thread.
     unsafe {
@@ -267,7 +276,7 @@ async fn attack_leaves() {
         groups.push(g);
     }
     let started = Instant::now();
-    let cpu_before = cpu_secs(srv.pid());
+    let (cpu_before, sys_before) = (cpu_secs(srv.pid()), sys_secs(srv.pid()));
     let peak = Arc::new(AtomicU64::new(0));
     let opened = Arc::new(AtomicU64::new(0));
     let sampler = {
@@ -291,7 +300,7 @@ async fn attack_leaves() {
     }
     sampler.await.unwrap();
     let attack_secs = started.elapsed().as_secs_f64();
-    let hlsd_cpu = cpu_secs(srv.pid()) - cpu_before;
+    let (hlsd_cpu, hlsd_sys) = (cpu_secs(srv.pid()) - cpu_before, sys_secs(srv.pid()) - sys_before);
 
     // Every slot comes back while the attackers still hold their sockets.
     let (after, released) = wait_metric(&base, "hlsd_http_connections", RELEASE_DEADLINE, |v| v <= baseline).await;
@@ -316,7 +325,7 @@ async fn attack_leaves() {
         );
     }
     eprintln!(
-        "attack {attack_secs:.1} s (hlsd used {hlsd_cpu:.1} s CPU): {open} connections open after {ramp:?}, {during_open} at the end, at most {} sampled; viewer {} parts, lateness p50 {} ms p99 {} ms max {} ms; \
+        "attack {attack_secs:.1} s (hlsd used {hlsd_cpu:.1} s CPU, {hlsd_sys:.1} s of it in the kernel): {open} connections open after {ramp:?}, {during_open} at the end, at most {} sampled; viewer {} parts, lateness p50 {} ms p99 {} ms max {} ms; \
          RSS before {} KiB, peak sampled {} KiB, after {} KiB, VmHWM {} KiB; slots back to {after} (baseline {baseline}) \
          {:.2} s after the stop ({kept_sockets} attacker sockets still open); timeouts first_byte {t_first} header {t_header} write {t_write}",
         opened.load(Ordering::Relaxed),

@@ -113,16 +113,17 @@ impl Activity {
         RequestGuard(Some(self.clone()))
     }
 
-    /// Changes busy counters, then restarts the idle clock and wakes the IO if nothing is left.
+    /// Changes busy counters (restarting the idle clock if nothing is left) and wakes the IO
+    /// to re-arm its timer for the deadline now in force.
     fn update(&self, f: impl FnOnce(&mut State)) {
         let mut s = self.lock();
         f(&mut s);
         if s.handling == 0 && s.sending == 0 {
             s.idle_since = Instant::now();
             s.read_since_idle = false;
-            if let Some(w) = s.waker.take() {
-                w.wake();
-            }
+        }
+        if let Some(w) = s.waker.take() {
+            w.wake();
         }
     }
 
@@ -293,8 +294,12 @@ impl<T: Socket> GuardedIo<T> {
 
     /// Checks the activity deadline while a read is pending; arms the timer for the next one.
     fn check_activity(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        if self.write_pending.is_some() {
-            return Ok(()); // the write timer bounds the connection now
+        if let Some(since) = self.write_pending {
+            // The write timer bounds the connection now (also if no write is retried).
+            if Instant::now() >= since + self.t.write {
+                return Err(self.expired(Expired::Write));
+            }
+            return Ok(());
         }
         loop {
             {
@@ -391,8 +396,11 @@ impl<T: AsyncWrite + Socket + Unpin> AsyncWrite for GuardedIo<T> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_flush(cx);
-        this.write_result(cx, r)
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            // A flush moves no bytes (a no-op on TCP): it does not end a pending write.
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => this.write_result(cx, Poll::Pending),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -143,3 +143,18 @@ async fn http2_control_frames_while_idle_count_as_idle() {
     assert_eq!(took, T.idle, "frames do not keep an HTTP/2 connection without requests open");
     assert_eq!(fired(), vec![Expired::Idle]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_write_not_retried_still_times_out() {
+    let (mut io, _act, mut client) = pair(8);
+    client.write_all(b"x").await.unwrap();
+    let mut b = [0u8; 8];
+    assert!(io.read(&mut b).await.unwrap() > 0);
+    // Fill the pipe, then one write that stays pending and is never polled again.
+    io.write_all(&[0u8; 8]).await.unwrap();
+    let pending = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut io).poll_write(cx, b"more").is_pending())).await;
+    assert!(pending);
+    let (_, took) = read_err(&mut io).await;
+    assert_eq!(took, T.write);
+    assert_eq!(fired(), vec![Expired::Write]);
+}
