@@ -86,7 +86,9 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         snapshots,
         base: cfg.base().to_string(),
         jpeg: tokio::sync::Mutex::new(None),
+        held: crate::http::limits::HeldLimit::new(cfg.max_held_requests),
     });
+    let limits = Arc::new(crate::http::HttpLimits::from_config(&cfg));
 
     let (events, _) = tokio::sync::broadcast::channel::<SourceEvent>(crate::sink::EVENT_BUFFER);
     let sinks = crate::sink::spawn_all(
@@ -194,9 +196,8 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         tracing::info!("shutting down: ending the playlist");
         let _ = stop_tx.send(true);
     };
-    let timeout = Duration::from_secs_f64(cfg.http_timeout);
     let grace = Duration::from_secs(2);
-    crate::http::serve(listener, state, tls, timeout, stop, grace).await;
+    crate::http::serve(listener, state, tls, limits, stop, grace).await;
     watch_source.abort();
     let _ = segmenter_task.await;
     // Let outputs publish their final state (EXT-X-ENDLIST), within bounds.

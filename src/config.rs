@@ -129,6 +129,26 @@ pub struct Config {
     /// Seconds an idle client connection is kept, and the limit for reading a request header.
     #[arg(long, default_value_t = 30.0)]
     pub http_timeout: f64,
+    /// Seconds from accepting a connection to its first byte; also bounds the TLS handshake.
+    #[arg(long, default_value_t = 10.0)]
+    pub http_first_byte_timeout: f64,
+    /// Seconds a response may make no progress (the client stopped reading) before the
+    /// connection is closed. Held requests waiting for data do not count.
+    #[arg(long, default_value_t = 20.0)]
+    pub http_write_timeout: f64,
+    /// Most open client connections; lowered to the open-file limit minus a reserve (logged).
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Most open connections per client address (IPv6: per /64); 0 = no limit.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections_per_ip: usize,
+    /// Addresses exempt from max-connections-per-ip (reverse proxies), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1,::1")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Most requests held at once (blocking playlist reloads and preload-hinted parts, about
+    /// 1-2 per LL-HLS viewer); beyond it they are answered 503 with Retry-After.
+    #[arg(long, default_value_t = 8192)]
+    pub max_held_requests: usize,
 
     /// Also publish the stream to this RTMP/RTMPS ingest URL (repeatable; HLSD_RTMP takes
     /// space-separated URLs), e.g. rtmp://a.rtmp.youtube.com/live2/STREAM-KEY. In the config file:
@@ -263,6 +283,18 @@ impl Config {
         if self.http_timeout <= 0.0 || self.stall_timeout <= 0.0 {
             return bad("http-timeout/stall-timeout", "must be positive".into());
         }
+        for (key, v) in [
+            ("http-timeout", self.http_timeout),
+            ("http-first-byte-timeout", self.http_first_byte_timeout),
+            ("http-write-timeout", self.http_write_timeout),
+        ] {
+            if !v.is_finite() || !(0.1..=86_400.0).contains(&v) {
+                return bad(key, format!("{v} s is outside 0.1..86400"));
+            }
+        }
+        if self.max_connections == 0 || self.max_held_requests == 0 {
+            return bad("max-connections/max-held-requests", "must be at least 1".into());
+        }
         for o in &self.output {
             if let Err(msg) = o.0.validate() {
                 return bad("output", msg);
@@ -301,5 +333,24 @@ mod tests {
         assert!(e.contains("window"), "{e}");
         let e = Config::load_from(["hlsd", "--source", "rtsp://x"]).unwrap_err().to_string();
         assert!(e.contains("unknown source"), "{e}");
+    }
+
+    #[test]
+    fn http_limits_validated_and_read_from_file() {
+        let c = Config::load_from(["hlsd"]).unwrap();
+        assert_eq!(c.trusted_proxies, vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap(), "::1".parse().unwrap()]);
+        for (flag, v) in [("--http-write-timeout", "nan"), ("--http-first-byte-timeout", "inf"), ("--http-timeout", "0")] {
+            let e = Config::load_from(["hlsd", flag, v]).unwrap_err().to_string();
+            assert!(e.contains(flag.trim_start_matches('-')), "{flag} {v}: {e}");
+        }
+        assert!(Config::load_from(["hlsd", "--max-held-requests", "0"]).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hlsd.toml");
+        std::fs::write(&p, "trusted-proxies = [\"10.0.0.1\"]\nmax-connections-per-ip = 0\nhttp-write-timeout = 5.0\n").unwrap();
+        let c = Config::load_from(["hlsd", "--config", p.to_str().unwrap()]).unwrap();
+        assert_eq!(c.trusted_proxies, vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!((c.max_connections_per_ip, c.http_write_timeout), (0, 5.0));
+        let c = Config::load_from(["hlsd", "--trusted-proxies", "10.1.1.1,::1"]).unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
     }
 }

@@ -45,8 +45,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
+    let listener = hlsd::http::limits::listen(cfg.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e} (is another server using it? try --listen 0.0.0.0:8081)", cfg.listen))?;
     hlsd::app::run(cfg, listener, shutdown_signal()).await
 }

@@ -55,6 +55,14 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_blocked: Gauge,
     pub http_connections: Gauge,
+    /// Effective global connection limit (README "Limits and timeouts").
+    pub http_max_connections: Gauge,
+    /// Connections closed by a per-connection timeout, by reason.
+    pub http_timeouts: Family<ReasonLabels, Counter>,
+    /// Connections closed at accept because a limit was reached, by reason.
+    pub http_rejected: Family<ReasonLabels, Counter>,
+    /// Requests answered 503 because `max-held-requests` requests were already held.
+    pub http_held_rejected: Counter,
     /// Last byte of a frame read → its part readable in the window.
     pub origin_delay: Histogram,
     /// RTMP restreaming (src/sink/rtmp): 1 for the destination's current state, 0 for the others.
@@ -82,6 +90,10 @@ impl Metrics {
             http_requests: Family::default(),
             http_blocked: Gauge::default(),
             http_connections: Gauge::default(),
+            http_max_connections: Gauge::default(),
+            http_timeouts: Family::default(),
+            http_rejected: Family::default(),
+            http_held_rejected: Counter::default(),
             origin_delay: Histogram::new(
                 [0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25],
             ),
@@ -108,6 +120,18 @@ impl Metrics {
         registry.register("http_requests", "HTTP responses by route and status", m.http_requests.clone());
         registry.register("http_blocked_requests", "Requests currently held (blocking reload, preload hint)", m.http_blocked.clone());
         registry.register("http_connections", "Open client connections", m.http_connections.clone());
+        registry.register("http_max_connections", "Effective limit of open client connections", m.http_max_connections.clone());
+        registry.register("http_timeouts", "Connections closed by a timeout, by reason", m.http_timeouts.clone());
+        registry.register(
+            "http_rejected_connections",
+            "Connections closed at accept because a limit was reached, by reason",
+            m.http_rejected.clone(),
+        );
+        registry.register(
+            "http_held_rejected",
+            "Blocking/preload requests answered 503 because max-held-requests were held",
+            m.http_held_rejected.clone(),
+        );
         registry.register(
             "origin_delay_seconds",
             "Delay from a frame's last byte read to its part being readable",

@@ -18,12 +18,20 @@ impl Directives {
     /// Parses `_HLS_msn`, `_HLS_part`, `_HLS_skip` from a query string. Unknown parameters are
     /// ignored (cache-busters); malformed values of known ones are an error.
     pub fn parse(query: Option<&str>) -> Result<Directives, String> {
+        // Decimal digits only ("+1", "-1", " 1" and values beyond the type are malformed).
+        fn num<T: std::str::FromStr>(v: &str) -> Option<T> {
+            if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            v.parse().ok()
+        }
         let mut d = Directives::default();
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let shown: String = v.chars().take(32).collect();
             match k {
-                "_HLS_msn" => d.msn = Some(v.parse().map_err(|_| format!("_HLS_msn={v} is not a media sequence number"))?),
-                "_HLS_part" => d.part = Some(v.parse().map_err(|_| format!("_HLS_part={v} is not a part index"))?),
+                "_HLS_msn" => d.msn = Some(num(v).ok_or_else(|| format!("_HLS_msn={shown} is not a media sequence number"))?),
+                "_HLS_part" => d.part = Some(num(v).ok_or_else(|| format!("_HLS_part={shown} is not a part index"))?),
                 "_HLS_skip" => d.skip = matches!(v, "YES" | "v2"),
                 _ => {}
             }
@@ -61,12 +69,12 @@ pub fn decide(snap: &Snapshot, d: &Directives) -> Decision {
     if !snap.ready() {
         return Decision::Wait;
     }
-    // L = last complete segment; the open one is L+1.
+    // L = last complete segment; the open one is L+1 = next (u64 throughout: no wrap).
     let next = snap.segments.last().map(|s| if s.complete { s.msn + 1 } else { s.msn }).unwrap_or(0);
-    let l = next as i64 - 1;
-    if m as i64 > l + 2 {
+    if m > next.saturating_add(1) {
+        let last = next.checked_sub(1).map_or("none".to_string(), |l| l.to_string());
         return Decision::BadRequest(format!(
-            "_HLS_msn={m} is more than two segments ahead of the last complete segment {l}"
+            "_HLS_msn={m} is more than two segments ahead of the last complete segment ({last})"
         )); // rule 8e
     }
     match d.part {
@@ -79,12 +87,12 @@ pub fn decide(snap: &Snapshot, d: &Directives) -> Decision {
         }
         Some(n) => {
             let max_ahead = (3 * TIMESCALE as u64).div_ceil(snap.part_target.max(1));
-            if let Some(open) = snap.segments.last().filter(|s| !s.complete) {
-                if m == open.msn && n as u64 > open.parts.len() as u64 + max_ahead {
-                    return Decision::BadRequest(format!(
-                        "_HLS_part={n} is more than {max_ahead} parts beyond the last part of segment {m}"
-                    ));
-                }
+            let open = snap.segments.last().filter(|s| !s.complete);
+            let listed = open.filter(|s| s.msn == m).map_or(0, |s| s.parts.len() as u64);
+            if m >= next && n as u64 > listed + max_ahead {
+                return Decision::BadRequest(format!(
+                    "_HLS_part={n} is more than {max_ahead} parts beyond the last part of segment {m}"
+                ));
             }
             let satisfied = snap.segments.iter().any(|s| {
                 (s.msn == m && s.parts.len() > n as usize) || (s.msn > m && !s.parts.is_empty())

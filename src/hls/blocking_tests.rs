@@ -13,6 +13,10 @@ fn directives_parse() {
     assert_eq!(Directives::parse(Some("_HLS_msn=5&_HLS_part=2&x=1")).unwrap(), d(Some(5), Some(2)));
     assert!(Directives::parse(Some("_HLS_skip=YES")).unwrap().skip);
     assert!(Directives::parse(Some("_HLS_msn=abc")).is_err());
+    for bad in ["_HLS_msn=-1", "_HLS_msn=+1", "_HLS_msn=", "_HLS_msn=99999999999999999999", "_HLS_msn=1&_HLS_part=4294967296", "_HLS_msn= 1"] {
+        assert!(Directives::parse(Some(bad)).is_err(), "{bad}");
+    }
+    assert_eq!(Directives::parse(Some("_HLS_msn=18446744073709551615")).unwrap().msn, Some(u64::MAX));
     assert_eq!(Directives::parse(None).unwrap(), Directives::default());
 }
 
@@ -31,6 +35,10 @@ fn rules_8a_to_8e() {
     assert_eq!(decide(&s, &d(Some(2), Some(9))), Decision::Ready, "8b: past the last part of 2 = (3,0)");
     assert_eq!(decide(&s, &d(Some(0), Some(0))), Decision::Ready, "8c: old");
     assert!(matches!(decide(&s, &d(Some(3), Some(40))), Decision::BadRequest(_)), "8e: too many parts ahead");
+    assert!(matches!(decide(&s, &d(Some(u64::MAX), None)), Decision::BadRequest(_)), "8e: no wrap at u64::MAX");
+    assert!(matches!(decide(&s, &d(Some(u64::MAX), Some(0))), Decision::BadRequest(_)));
+    assert!(matches!(decide(&s, &d(Some(4), Some(u32::MAX))), Decision::BadRequest(_)), "parts ahead of L+2");
+    assert_eq!(decide(&s, &d(Some(4), Some(0))), Decision::Wait);
 }
 
 #[test]
@@ -63,7 +71,7 @@ async fn held_request_completes_when_the_part_arrives_and_times_out_with_503() {
         }
     };
     feed(36, &mut w); // segment 0 complete, segment 1 has one part
-    let state = Arc::new(HttpState { snapshots: rx, base: String::new(), jpeg: Default::default() });
+    let state = Arc::new(HttpState { snapshots: rx, base: String::new(), jpeg: Default::default(), held: crate::http::limits::HeldLimit::new(8) });
     let get = |uri: &str| {
         let state = state.clone();
         let req = http::Request::get(uri).body(()).unwrap();

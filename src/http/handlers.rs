@@ -5,6 +5,7 @@
 //! `watch` channel. Every response passes through [`finish`], which adds CORS headers.
 
 use super::body::Chunks;
+use super::limits::HeldLimit;
 use super::routes::{cache, Route};
 use crate::hls::blocking::{decide, timeout_secs, Decision, Directives};
 use crate::hls::playlist::{names, render_media, render_multivariant_to};
@@ -26,7 +27,16 @@ pub struct HttpState {
     pub base: String,
     /// Last JPEG snapshot: (keyframe part number, image).
     pub jpeg: tokio::sync::Mutex<Option<(u64, Bytes)>>,
+    /// Cap on held requests (`max-held-requests`).
+    pub held: Arc<HeldLimit>,
 }
+
+/// Longest request target (path and query) served; longer ones get 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Largest sum of header names and values; larger requests get 431 (HTTP/1.1 heads beyond
+/// `server::H1_MAX_BUF` and HTTP/2 header lists beyond `server::H2_MAX_HEADER_LIST` are
+/// answered 431 by hyper / h2 before they get here).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Handles one request.
 pub async fn handle<B>(state: Arc<HttpState>, req: Request<B>) -> Result<Resp, std::convert::Infallible> {
@@ -44,6 +54,16 @@ pub async fn handle<B>(state: Arc<HttpState>, req: Request<B>) -> Result<Resp, s
 }
 
 async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str, Resp) {
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        let msg = format!("request target of {uri_len} bytes exceeds {MAX_URI_BYTES}\n");
+        return ("invalid", plain(StatusCode::URI_TOO_LONG, &msg));
+    }
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        let msg = format!("request headers of {header_bytes} bytes exceed {MAX_HEADER_BYTES}\n");
+        return ("invalid", plain(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &msg));
+    }
     match *req.method() {
         Method::GET | Method::HEAD => {}
         Method::OPTIONS => {
@@ -61,6 +81,9 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
         }
     }
     let path = req.uri().path();
+    if super::routes::is_traversal(path) {
+        return ("invalid", bad_request("the path holds a dot segment or an encoded '.', '/' or '\\'"));
+    }
     let rest = strip_base(path, &state.base);
     let run = state.snapshots.borrow().run_id.clone();
     let Some(route) = Route::parse(rest, &run) else {
@@ -129,39 +152,45 @@ fn accepts_gzip(h: &http::HeaderMap) -> bool {
     })
 }
 
-/// Waits until `f` returns `Some` for a snapshot, or `timeout` passes (then `None`).
-async fn wait_for<R>(
-    state: &HttpState,
-    timeout: Duration,
-    mut f: impl FnMut(&Arc<Snapshot>) -> Option<R>,
-) -> Option<R> {
+/// Outcome of [`wait_for`].
+enum Waited<R> {
+    Ready(R),
+    TimedOut,
+    /// `max-held-requests` requests are already held.
+    Full,
+}
+
+/// Waits until `f` returns `Some` for a snapshot, or `timeout` passes. A request that has to
+/// wait takes one of the `max-held-requests` slots first.
+async fn wait_for<R>(state: &HttpState, timeout: Duration, mut f: impl FnMut(&Arc<Snapshot>) -> Option<R>) -> Waited<R> {
     let mut rx = state.snapshots.clone();
-    let deadline = tokio::time::Instant::now() + timeout;
-    let _held = Held::new();
-    loop {
-        let snap = rx.borrow_and_update().clone();
-        if let Some(r) = f(&snap) {
-            return Some(r);
+    if let Some(r) = f(&rx.borrow_and_update().clone()) {
+        return Waited::Ready(r);
+    }
+    let Some(_slot) = state.held.try_hold() else {
+        metrics::get().http_held_rejected.inc();
+        if let Some(suppressed) = HELD_LOG.due() {
+            tracing::warn!(suppressed, "held-request limit reached: answering 503 (hlsd_http_held_rejected; see max-held-requests)");
         }
+        return Waited::Full;
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
         match tokio::time::timeout_at(deadline, rx.changed()).await {
-            Ok(Ok(())) => continue,
-            _ => return None,
+            Ok(Ok(())) => {}
+            _ => return Waited::TimedOut,
+        }
+        if let Some(r) = f(&rx.borrow_and_update().clone()) {
+            return Waited::Ready(r);
         }
     }
 }
 
-/// Counts held requests in the `http_blocked_requests` gauge.
-struct Held;
-impl Held {
-    fn new() -> Held {
-        metrics::get().http_blocked.inc();
-        Held
-    }
-}
-impl Drop for Held {
-    fn drop(&mut self) {
-        metrics::get().http_blocked.dec();
-    }
+static HELD_LOG: super::limits::RateLimited = super::limits::RateLimited::new(Duration::from_secs(10));
+
+/// 503 for a request that would be held while the held-request cap is reached.
+fn held_full() -> Resp {
+    unavailable("too many requests are waiting for the live edge; retry shortly\n")
 }
 
 fn hold_timeout(snap: &Snapshot) -> Duration {
@@ -170,8 +199,10 @@ fn hold_timeout(snap: &Snapshot) -> Duration {
 
 async fn multivariant(state: &HttpState, gzip: bool) -> Resp {
     let timeout = hold_timeout(&state.snapshots.borrow());
-    let Some(snap) = wait_for(state, timeout, |s| s.info().is_some().then(|| s.clone())).await else {
-        return unavailable("the stream has not started yet; retry shortly\n");
+    let snap = match wait_for(state, timeout, |s| s.info().is_some().then(|| s.clone())).await {
+        Waited::Ready(s) => s,
+        Waited::TimedOut => return unavailable("the stream has not started yet; retry shortly\n"),
+        Waited::Full => return held_full(),
     };
     let text = render_multivariant_to(&snap, &format!("{}?run={}", names::MEDIA, snap.run_id)).unwrap_or_default();
     let mut r = playlist_response(Bytes::from(text), gzip);
@@ -193,10 +224,11 @@ async fn media_playlist(state: &HttpState, query: Option<&str>, gzip: bool) -> R
     })
     .await;
     let snap = match outcome {
-        Some(Ok(s)) => s,
-        Some(Err(m)) => return bad_request(&m),
-        None if d.is_blocking() => return unavailable("the requested segment/part did not arrive in time (source stalled?)\n"),
-        None => return unavailable("the stream has not started yet; retry shortly\n"),
+        Waited::Ready(Ok(s)) => s,
+        Waited::Ready(Err(m)) => return bad_request(&m),
+        Waited::Full => return held_full(),
+        Waited::TimedOut if d.is_blocking() => return unavailable("the requested segment/part did not arrive in time (source stalled?)\n"),
+        Waited::TimedOut => return unavailable("the stream has not started yet; retry shortly\n"),
     };
     if snap.target_duration.is_none() {
         // Ended before the first segment was complete: there is no playlist to give.
@@ -237,9 +269,10 @@ async fn part(state: &HttpState, global: u64, path: &str) -> Resp {
     })
     .await;
     match found {
-        Some(Some(data)) => immutable(data, "video/iso.segment"),
-        Some(None) => not_found(path),
-        None => unavailable("the hinted part did not arrive in time (source stalled?)\n"),
+        Waited::Ready(Some(data)) => immutable(data, "video/iso.segment"),
+        Waited::Ready(None) => not_found(path),
+        Waited::Full => held_full(),
+        Waited::TimedOut => unavailable("the hinted part did not arrive in time (source stalled?)\n"),
     }
 }
 

@@ -1,26 +1,25 @@
-//! The HTTP origin: accept loop (HTTP/1.1, HTTP/2 cleartext with prior knowledge, or TLS with
-//! ALPN), per-connection timeouts, graceful shutdown, and the snapshot endpoint.
+//! The HTTP origin: HTTP/1.1, HTTP/2 cleartext with prior knowledge, or TLS with ALPN; the TLS
+//! acceptor and the snapshot endpoint live here.
 //!
-//! Connections come from a `TcpListener` the caller bound (tests bind port 0); requests go to
-//! [`handlers::handle`], which reads the live window through a `watch` receiver.
+//! Connections come from a `TcpListener` the caller bound (tests bind port 0) and are served by
+//! [`server::serve`] under the limits of [`limits::HttpLimits`] and the per-connection timeouts
+//! of [`conn`]; requests go to [`handlers::handle`], which reads the live window through a
+//! `watch` receiver.
 
 pub mod assets;
 pub mod body;
+pub mod conn;
 pub mod handlers;
+pub mod limits;
 pub mod routes;
+pub mod server;
+
+pub use limits::HttpLimits;
+pub use server::serve;
 
 use handlers::{HttpState, Resp};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::net::TcpListener;
-
-/// Most concurrent client connections; further ones wait in the accept queue.
-pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Errors setting up the server.
 #[derive(Debug, thiserror::Error)]
@@ -54,78 +53,6 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor
         .map_err(|e| HttpError::Tls(e.to_string()))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
-}
-
-/// Serves until `shutdown` resolves, then lets open requests finish for up to `grace`.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<HttpState>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    timeout: Duration,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
-) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(timeout / 2))
-        .keep_alive_timeout(timeout)
-        .max_concurrent_streams(256);
-    let builder = Arc::new(builder);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("semaphore never closes"),
-            _ = &mut shutdown => break,
-        };
-        let (sock, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let _ = sock.set_nodelay(true);
-        let state = state.clone();
-        let svc = service_fn(move |req| handlers::handle(state.clone(), req));
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let m = crate::metrics::get();
-            m.http_connections.inc();
-            let res = match tls {
-                None => watcher.watch(builder.serve_connection(TokioIo::new(sock), svc).into_owned()).await,
-                Some(acc) => match tokio::time::timeout(timeout, acc.accept(sock)).await {
-                    Ok(Ok(s)) => watcher.watch(builder.serve_connection(TokioIo::new(s), svc).into_owned()).await,
-                    Ok(Err(e)) => Err(e.into()),
-                    Err(_) => Err("TLS handshake timed out".into()),
-                },
-            };
-            if let Err(e) = res {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-            m.http_connections.dec();
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(grace) => tracing::info!("closing connections still open after the grace period"),
-    }
 }
 
 /// `/snapshot.jpg`: the newest keyframe as JPEG, decoded on request at most once per keyframe.

@@ -56,6 +56,14 @@ impl Route {
     }
 }
 
+/// A path that tries to leave its directory: a `.` or `..` segment, a backslash, or a
+/// percent-encoded `.`, `/`, `\` or NUL (hlsd's names never hold them). Answered 400.
+pub fn is_traversal(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    ["%2e", "%2f", "%5c", "%00", "\\"].iter().any(|p| lower.contains(p))
+        || path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
 fn media(rest: &str) -> Option<Route> {
     let num = |s: &str| -> Option<u64> {
         if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -123,6 +131,12 @@ mod tests {
         // Another run's object is just an unknown asset name (the asset lookup 404s it).
         assert_eq!(Route::parse("/old-p1.m4s", r), Some(Route::Asset("old-p1.m4s".into())));
         assert_eq!(cache::live_playlist(1), "no-cache");
+        for p in ["/../etc/passwd", "/a/./b", "/%2e%2e/x", "/%2E%2E%2Fetc", "/..%2fmedia.m3u8", "/x%5c..", "/a\\b", "/..", "/x%00"] {
+            assert!(is_traversal(p), "{p}");
+        }
+        for p in ["/", "/media.m3u8", "/k3x-p1.m4s", "/..x", "/a..b", "/%20"] {
+            assert!(!is_traversal(p), "{p}");
+        }
         assert_eq!(cache::live_playlist(4), "public, max-age=2");
     }
 }
