@@ -114,16 +114,17 @@ fn lookup(table: &[(&str, i64)], name: &str, given: &str, what: &str) -> Result<
 
 /// Config name of a profile menu index.
 pub fn profile_name(v: i64) -> String {
-    PROFILES
-        .iter()
-        .find(|(_, i)| *i == v)
-        .map(|(n, _)| n.to_string())
-        .unwrap_or_else(|| format!("#{v}"))
+    name_of(&PROFILES, v)
 }
 
 /// Level name of a level menu index.
 pub fn level_name(v: i64) -> String {
-    LEVELS
+    name_of(&LEVELS, v)
+}
+
+/// The name of menu index `v` in `table` (`#v` if it has none).
+fn name_of(table: &[(&str, i64)], v: i64) -> String {
+    table
         .iter()
         .find(|(_, i)| *i == v)
         .map(|(n, _)| n.to_string())

@@ -54,6 +54,24 @@ fn discrete(sizes: &[(u32, u32)], fps: &[u32]) -> Vec<SizeCaps> {
         .collect()
 }
 
+/// The encoder controls the Broadcom firmware offers (legacy camera driver and bcm2835-codec).
+fn broadcom_encoder_controls() -> Vec<ControlCaps> {
+    vec![
+        int(controls::BITRATE, 25_000, 25_000_000, 25_000),
+        int(controls::H264_I_PERIOD, 0, 2_147_483_647, 1),
+        menu(controls::H264_PROFILE, &[0, 1, 2, 4], 4),
+        menu(
+            controls::H264_LEVEL,
+            &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
+            11,
+        ),
+        ControlCaps {
+            kind: ControlKind::Boolean,
+            ..int(controls::REPEAT_SEQ_HEADER, 0, 1, 1)
+        },
+    ]
+}
+
 /// The Pi's legacy camera driver: H264 among others, stepwise sizes, encoder controls.
 pub(crate) fn bcm2835_v4l2() -> DeviceCaps {
     let step = vec![SizeCaps {
@@ -87,20 +105,7 @@ pub(crate) fn bcm2835_v4l2() -> DeviceCaps {
             f(FourCc::NV12),
         ],
         output_formats: vec![],
-        controls: vec![
-            int(controls::BITRATE, 25_000, 25_000_000, 25_000),
-            int(controls::H264_I_PERIOD, 0, 2_147_483_647, 1),
-            menu(controls::H264_PROFILE, &[0, 1, 2, 4], 4),
-            menu(
-                controls::H264_LEVEL,
-                &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
-                11,
-            ),
-            ControlCaps {
-                kind: ControlKind::Boolean,
-                ..int(controls::REPEAT_SEQ_HEADER, 0, 1, 1)
-            },
-        ],
+        controls: broadcom_encoder_controls(),
     }
 }
 
@@ -178,21 +183,10 @@ pub(crate) fn raw_cam_and_codec() -> (DeviceCaps, DeviceCaps) {
             f(FourCc::YUYV),
             f(FourCc(*b"RGB3")),
         ],
-        controls: vec![
-            int(controls::BITRATE, 25_000, 25_000_000, 25_000),
-            int(controls::H264_I_PERIOD, 0, 2_147_483_647, 1),
-            menu(controls::H264_PROFILE, &[0, 1, 2, 4], 4),
-            menu(
-                controls::H264_LEVEL,
-                &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
-                11,
-            ),
-            ControlCaps {
-                kind: ControlKind::Boolean,
-                ..int(controls::REPEAT_SEQ_HEADER, 0, 1, 1)
-            },
-            button(controls::FORCE_KEY_FRAME),
-        ],
+        controls: broadcom_encoder_controls()
+            .into_iter()
+            .chain([button(controls::FORCE_KEY_FRAME)])
+            .collect(),
     };
     (cam, enc)
 }
