@@ -9,16 +9,19 @@
 //! A NAL unit is normally ended by the next start code, which arrives with the *next* frame. To
 //! avoid a frame of delay, the source calls [`AuParser::flush`] when its input goes idle (the
 //! encoder wrote a whole frame and paused), which ends the pending NAL and AU at once.
+//!
+//! Memory is bounded for any input: a NAL unit over [`MAX_NAL_BYTES`] is dropped while it
+//! arrives (`nal_sink`), an access unit over [`MAX_AU_BYTES`] when it passes the limit; both are
+//! counted, logged at most once a minute, and decoding resumes at the next IDR.
 
+use super::nal_sink::{NalOut, NalSink};
 use super::{nal_type, slice_header_peek, track_info, H264Error, SLICE_TYPE_B};
 use crate::media::TrackInfo;
 use bytes::Bytes;
 use h264_reader::annexb::AnnexBReader;
-use h264_reader::nal::{Nal, RefNal};
-use h264_reader::push::{AccumulatedNalHandler, NalAccumulator, NalInterest};
+use h264_reader::push::NalAccumulator;
 use crate::metrics::ReasonLabels;
 use std::collections::VecDeque;
-use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 /// How many bytes may pass without parameter sets before the input is declared not H.264.
@@ -43,82 +46,6 @@ pub enum ParsedItem {
     Format(TrackInfo),
     /// One access unit: VCL NAL units in AVCC form.
     Au { data: Bytes, idr: bool },
-}
-
-/// What the accumulator handed over: a complete NAL unit, or the place of one that was dropped
-/// for its size.
-enum NalOut {
-    /// AVCC-framed (4-byte big-endian length, then the NAL unit), so a one-slice picture needs
-    /// no further copy.
-    Nal(Bytes),
-    /// An oversized NAL unit of this type was dropped here; `new_picture` if it was a slice
-    /// that starts a picture (`first_mb_in_slice == 0`).
-    Dropped { nal_type: u8, new_picture: bool },
-}
-
-/// Collects complete NAL units from h264-reader's accumulator. h264-reader calls
-/// [`AccumulatedNalHandler::nal`] with the NAL so far on every push, complete or not; returning
-/// `Ignore` stops it buffering that NAL until the next start code.
-struct NalSink {
-    nals: Vec<NalOut>,
-    max_nal: usize,
-    /// The NAL unit being received was dropped and has not ended yet.
-    discarding: bool,
-    /// Bytes of dropped NAL units seen so far (the part buffered before the limit).
-    discarded: u64,
-}
-
-impl NalSink {
-    fn new(max_nal: usize) -> Self {
-        NalSink { nals: Vec::new(), max_nal, discarding: false, discarded: 0 }
-    }
-}
-
-impl AccumulatedNalHandler for NalSink {
-    fn nal(&mut self, nal: RefNal<'_>) -> NalInterest {
-        // A call after a dropped NAL is always for a new one.
-        self.discarding = false;
-        let complete = nal.is_complete();
-        let mut buf = Vec::new();
-        let mut head = Vec::with_capacity(16);
-        let mut len = 0usize;
-        let mut r = nal.reader();
-        while let Ok(chunk) = r.fill_buf() {
-            if chunk.is_empty() {
-                break;
-            }
-            let n = chunk.len();
-            if head.len() < 16 {
-                head.extend_from_slice(&chunk[..n.min(16 - head.len())]);
-            }
-            len += n;
-            if complete && len <= self.max_nal {
-                if buf.is_empty() {
-                    buf.extend_from_slice(&[0; 4]);
-                }
-                buf.extend_from_slice(chunk);
-            }
-            r.consume(n);
-        }
-        if len > self.max_nal {
-            let nal_type = nal_type_of(&head);
-            let new_picture = slice_header_peek(&head).is_some_and(|(first_mb, _)| first_mb == 0);
-            self.nals.push(NalOut::Dropped { nal_type, new_picture });
-            self.discarded += len as u64;
-            self.discarding = !complete;
-            return NalInterest::Ignore;
-        }
-        if complete && len > 0 {
-            let n = len as u32;
-            buf[..4].copy_from_slice(&n.to_be_bytes());
-            self.nals.push(NalOut::Nal(Bytes::from(buf)));
-        }
-        NalInterest::Buffer
-    }
-}
-
-fn nal_type_of(nal: &[u8]) -> u8 {
-    nal.first().map(|b| b & 0x1f).unwrap_or(0)
 }
 
 /// The access-unit push parser. See the module docs.
