@@ -268,3 +268,36 @@ fn gaps_over_the_target_mark_the_segment_where_pdt_jumps() {
     let small = (0..90u64).map(|n| (n * 3000 + if n >= 40 { 30_000 } else { 0 }, n % 30 == 0)).collect();
     assert_eq!(starts(small), vec![false, false, false]);
 }
+
+/// After a year of uptime the live playlist still renders: MEDIA-SEQUENCE, part numbers and
+/// PROGRAM-DATE-TIME carry the large values, and m3u8-rs parses it back.
+#[test]
+fn a_year_of_uptime_renders_a_valid_playlist() {
+    use crate::hls::window::{Window, WindowConfig};
+    let year = 365 * 86_400 * TIMESCALE as u64;
+    let (mut w, _rx) = Window::new(WindowConfig { segments: 6, segment_target: 1.0 }, "run".into());
+    let mut s = Segmenter::new(cfg());
+    let mut out = Vec::new();
+    s.push(SourceEvent::Format(info(3000)), &mut out).unwrap();
+    w.apply(&mut out, s.next_global_part());
+    let segs = year / 90_000;
+    s.part_end = year;
+    s.next_msn = segs;
+    s.global_part = segs * 5;
+    for n in 0..240u64 {
+        s.push(SourceEvent::Frame(frame(n, year + n * 3000, n % 30 == 0)), &mut out).unwrap();
+        w.apply(&mut out, s.next_global_part());
+    }
+    let snap = w.snapshot();
+    let text = crate::hls::playlist::render_media(&snap, false).unwrap();
+    assert!(text.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{}", segs + 1)), "{text}");
+    assert!(text.contains(&format!("-p{}.m4s", segs * 5 + 39)), "{text}");
+    // frame()'s capture clock starts at 2027-01-15T08:00:00Z; a year of media time later:
+    assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2028-01-15T08:00:01.000Z"), "{text}");
+    let p = match m3u8_rs::parse_playlist_res(text.as_bytes()) {
+        Ok(m3u8_rs::Playlist::MediaPlaylist(p)) => p,
+        other => panic!("{other:?}\n{text}"),
+    };
+    assert_eq!(p.media_sequence, segs + 1);
+    assert_eq!(p.segments.len(), 6);
+}
