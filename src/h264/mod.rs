@@ -4,6 +4,7 @@
 //! `AnnexBReader`) turns them into access units; this module holds the small pure helpers it and
 //! the muxer share. SPS parsing itself is h264-reader's.
 
+mod nal_sink;
 pub mod parser;
 
 use crate::media::{TrackInfo, TIMESCALE};

@@ -12,7 +12,8 @@
 //! Timestamps may jitter or jump (arrival-stamped sources). Inside a part a frame's duration is
 //! the distance to the next frame, so small gaps are absorbed there; a part's first frame always
 //! sits exactly at the previous part's end (continuity), and gaps that cannot be absorbed within
-//! a segment target, or backwards jumps, are dropped from the media timeline (`offset`).
+//! a segment target, or backwards jumps, are dropped from the media timeline (`offset`); the
+//! next segment then starts with EXT-X-DISCONTINUITY, since its PDT (capture time) jumps.
 
 use crate::fmp4::{self, MuxError, Sample};
 use crate::media::{Frame, SourceEvent, TrackInfo, TIMESCALE};
@@ -28,6 +29,18 @@ pub struct SegmenterConfig {
     pub part_target: u64,
 }
 
+/// A segment without an IDR is ended after this many segment targets…
+pub const MAX_SEGMENT_TARGETS: u64 = 4;
+/// …but no sooner than this (ticks: 10 s), so short targets still allow a usual 2–5 s GOP.
+pub const MIN_MAX_SEGMENT: u64 = 10 * TIMESCALE as u64;
+
+/// Longest segment (ticks) for a segment target: `max(4 × target, 10 s)`. When no IDR arrives
+/// by then the segment is ended, frames are dropped until the next IDR, and that segment starts
+/// with EXT-X-DISCONTINUITY (memory stays bounded; the encoder's GOP is misconfigured).
+pub fn max_segment(segment_target: u64) -> u64 {
+    segment_target.saturating_mul(MAX_SEGMENT_TARGETS).max(MIN_MAX_SEGMENT)
+}
+
 /// What the segmenter produces.
 #[derive(Debug, Clone)]
 pub enum Output {
@@ -39,6 +52,9 @@ pub enum Output {
     Part(PartOut),
     /// The open segment is complete.
     SegmentEnd { msn: u64, duration: u64 },
+    /// No IDR arrived within [`max_segment`]: segment `msn` was ended at `secs` seconds and
+    /// frames are dropped until the next IDR.
+    IdrOverdue { msn: u64, secs: f64 },
     /// The stream ended.
     End,
 }
@@ -73,6 +89,10 @@ struct Pending {
 pub struct SegmenterStats {
     pub frames_in: u64,
     pub frames_dropped_waiting_idr: u64,
+    /// Frames dropped after a segment was ended for want of an IDR ([`Output::IdrOverdue`]).
+    pub frames_dropped_idr_overdue: u64,
+    /// Segments ended at [`max_segment`] without an IDR.
+    pub idr_overdue_cuts: u64,
 }
 
 /// The segmenter state machine. See module docs.
@@ -93,6 +113,11 @@ pub struct Segmenter {
     wait_idr: bool,
     discontinuity: bool,
     global_part: u64,
+    max_segment: u64,
+    /// Waiting for an IDR after an [`Output::IdrOverdue`] cut.
+    overdue: bool,
+    /// A gap was dropped from the media timeline in the open segment (see `on_frame`).
+    timeline_jump: bool,
     pub stats: SegmenterStats,
 }
 
@@ -107,6 +132,7 @@ struct OpenSegment {
 impl Segmenter {
     pub fn new(cfg: SegmenterConfig) -> Self {
         Segmenter {
+            max_segment: max_segment(cfg.segment_target),
             cfg,
             info: None,
             nominal: 3000,
@@ -123,6 +149,8 @@ impl Segmenter {
             wait_idr: true,
             discontinuity: false,
             global_part: 0,
+            overdue: false,
+            timeline_jump: false,
             stats: SegmenterStats::default(),
         }
     }
@@ -176,10 +204,18 @@ impl Segmenter {
 
     fn on_frame(&mut self, f: Frame, out: &mut Vec<Output>) -> Result<(), MuxError> {
         self.stats.frames_in += 1;
+        if !f.idr && !self.wait_idr {
+            self.check_overdue(out)?;
+        }
         if self.info.is_none() || (self.wait_idr && !f.idr) {
-            self.stats.frames_dropped_waiting_idr += 1;
+            if self.overdue {
+                self.stats.frames_dropped_idr_overdue += 1;
+            } else {
+                self.stats.frames_dropped_waiting_idr += 1;
+            }
             return Ok(());
         }
+        self.overdue = false;
         if self.rebase {
             self.offset = f.dts as i64 - self.part_end as i64;
             self.rebase = false;
@@ -225,7 +261,15 @@ impl Segmenter {
                 None => {}
             }
         }
-        if self.open.is_none() {
+        // A gap longer than a segment target (or a step back) before this frame is dropped from
+        // the media timeline below, but capture time (PDT) keeps it: when that moves PDT by more
+        // than a part against EXTINF, the segment in which PDT jumps gets EXT-X-DISCONTINUITY
+        // (this one if the frame starts it, else the next).
+        let gap = out_dts as i64 - self.part_end as i64;
+        let dropped = self.pending.is_empty() && (gap < 0 || gap as u64 > self.cfg.segment_target);
+        let jump = dropped && gap.unsigned_abs() > self.part_target.min(self.cfg.segment_target);
+        let opening = self.open.is_none();
+        if opening {
             // Only reached with an IDR (wait_idr or a cut at an IDR).
             let msn = self.next_msn;
             self.next_msn += 1;
@@ -233,15 +277,15 @@ impl Segmenter {
             out.push(Output::SegmentStart {
                 msn,
                 pdt: f.capture,
-                discontinuity: std::mem::take(&mut self.discontinuity),
+                discontinuity: std::mem::take(&mut self.discontinuity) | std::mem::take(&mut self.timeline_jump) | jump,
                 init_id: self.init_id,
             });
             self.wait_idr = false;
         }
         if self.pending.is_empty() && out_dts != self.part_end {
-            let gap = out_dts as i64 - self.part_end as i64;
-            if gap < 0 || gap as u64 > self.cfg.segment_target {
+            if dropped {
                 self.offset += gap;
+                self.timeline_jump |= jump && !opening;
             }
             out_dts = self.part_end;
         }
@@ -253,6 +297,26 @@ impl Segmenter {
             self.pending.last_mut().unwrap().duration = fill.max(1);
             self.publish_part(out)?;
         }
+        Ok(())
+    }
+
+    /// Ends the open segment if one more frame would take it past [`max_segment`] (no IDR came).
+    fn check_overdue(&mut self, out: &mut Vec<Output>) -> Result<(), MuxError> {
+        let Some(open) = self.open.as_ref() else { return Ok(()) };
+        let duration = self.open_duration(open);
+        if duration + self.nominal <= self.max_segment {
+            return Ok(());
+        }
+        let msn = open.msn;
+        let secs = duration as f64 / TIMESCALE as f64;
+        tracing::error!(msn, segment_secs = secs, max_secs = self.max_segment as f64 / TIMESCALE as f64,
+            "no IDR (keyframe) from the encoder for {secs:.1} s: segment ended, frames are dropped until \
+             the next IDR; set the encoder's IDR interval to the frame rate × segment duration \
+             (rpicam-vid --intra 30, ffmpeg -g 30) and disable intra refresh");
+        self.break_timeline(out)?;
+        self.overdue = true;
+        self.stats.idr_overdue_cuts += 1;
+        out.push(Output::IdrOverdue { msn, secs });
         Ok(())
     }
 
@@ -275,7 +339,10 @@ impl Segmenter {
             .iter()
             .map(|p| Sample { duration: p.duration as u32, data: p.frame.data.clone(), sync: p.frame.idr })
             .collect();
-        self.mfhd_seq += 1;
+        // u32 (ISO/IEC 14496-12 mfhd): at 30 parts/s it wraps after 4.5 years; it then restarts
+        // at 1 (0 is not a valid sequence number). Players use it only to order fragments of one
+        // file, and every part here is fetched on its own.
+        self.mfhd_seq = self.mfhd_seq.checked_add(1).unwrap_or(1);
         let data = fmp4::fragment(self.mfhd_seq, base, &samples)?;
         let duration: u64 = self.pending.iter().map(|p| p.duration).sum();
         let part = PartOut {

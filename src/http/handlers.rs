@@ -227,8 +227,8 @@ async fn media_playlist(state: &HttpState, query: Option<&str>, gzip: bool) -> R
         Waited::Ready(Ok(s)) => s,
         Waited::Ready(Err(m)) => return bad_request(&m),
         Waited::Full => return held_full(),
-        Waited::TimedOut if d.is_blocking() => return unavailable("the requested segment/part did not arrive in time (source stalled?)\n"),
-        Waited::TimedOut => return unavailable("the stream has not started yet; retry shortly\n"),
+        Waited::TimedOut if d.is_blocking() => return not_ready(state, "the requested segment/part did not arrive in time (source stalled?)\n"),
+        Waited::TimedOut => return not_ready(state, "the stream has not started yet; retry shortly\n"),
     };
     if snap.target_duration.is_none() {
         // Ended before the first segment was complete: there is no playlist to give.
@@ -347,6 +347,12 @@ fn not_found(path: &str) -> Resp {
 
 fn bad_request(msg: &str) -> Resp {
     plain(StatusCode::BAD_REQUEST, &format!("bad request: {msg}\n"))
+}
+
+/// 503 for a playlist that is not there (yet): says why when the encoder sends no IDR.
+fn not_ready(state: &HttpState, otherwise: &str) -> Resp {
+    let problem = state.snapshots.borrow().idr_problem();
+    unavailable(problem.as_deref().unwrap_or(otherwise))
 }
 
 pub(super) fn unavailable(msg: &str) -> Resp {

@@ -3,8 +3,11 @@
 //!
 //! Frames arriving on time get `previous + nominal`, so encoder jitter never reaches the media
 //! timeline; a frame that arrives more than a frame early or late re-anchors the timeline to its
-//! arrival time, so media time (and with it EXT-X-PROGRAM-DATE-TIME, which is the arrival wall
-//! clock) stays true to capture time across dropped frames, stalls and clock-rate mismatches.
+//! arrival time, so media time stays true to capture time across dropped frames, stalls and
+//! clock-rate mismatches. A burst (frames queued upstream) is spread at no less than half a
+//! frame apart. The capture wall-clock time (EXT-X-PROGRAM-DATE-TIME) is the wall clock at the
+//! first frame plus the frame's media time, so it advances exactly with EXTINF and jumps only
+//! where media time re-anchors.
 
 use crate::h264::ParsedItem;
 use crate::media::{Frame, SourceEvent, TIMESCALE};
@@ -55,7 +58,9 @@ impl ArrivalClock {
         };
         self.last = Some(dts);
         self.stamped += 1;
-        (dts, wall + since)
+        // Capture time follows the media timeline (within a frame of arrival on a steady input;
+        // ahead of it while a burst is spread out), so PROGRAM-DATE-TIME advances with EXTINF.
+        (dts, wall + crate::media::ticks_to_duration(dts))
     }
 }
 
@@ -75,7 +80,8 @@ impl GridClock {
 
     /// Media time of the next frame since the start.
     pub fn next_offset(&self) -> std::time::Duration {
-        std::time::Duration::from_nanos(self.dts * 1_000_000_000 / TIMESCALE as u64)
+        // Not `dts × 1e9 / TIMESCALE` in u64: that overflows after 57 h of `--loop`.
+        crate::media::ticks_to_duration(self.dts)
     }
 
     /// Turns a parser item into a source event, advancing the grid for frames.
@@ -117,5 +123,47 @@ mod tests {
         let (d1, _) = c.stamp(ms(334));
         let (d2, _) = c.stamp(ms(335));
         assert!(d1 > 30000 && d2 > d1);
+    }
+
+    /// Uptimes at which the clocks are checked: 60 h (past the old u64 overflow at ~57 h of
+    /// `ticks × 1e9`), 30 days and a year.
+    const UPTIMES: [Duration; 3] =
+        [Duration::from_secs(60 * 3600), Duration::from_secs(30 * 86_400), Duration::from_secs(365 * 86_400)];
+
+    #[test]
+    fn grid_clock_paces_correctly_after_long_uptimes() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for up in UPTIMES {
+            let mut c = GridClock::new(start);
+            let ticks = up.as_secs() * TIMESCALE as u64;
+            c.dts = ticks;
+            // The pacing deadline is exactly the uptime, not a wrapped product.
+            assert_eq!(c.next_offset(), up, "{up:?}");
+            let SourceEvent::Frame(f) = c.event(ParsedItem::Au { data: Default::default(), idr: true }) else { panic!() };
+            assert_eq!(f.dts, ticks);
+            assert_eq!(f.capture, start + up);
+            assert_eq!(c.next_offset(), up + Duration::from_nanos(33_333_333), "one 30 fps frame later");
+        }
+        // The largest dts still converts (no overflow anywhere in u64).
+        assert_eq!(crate::media::ticks_to_duration(u64::MAX).as_secs(), u64::MAX / TIMESCALE as u64);
+    }
+
+    #[test]
+    fn arrival_clock_stays_exact_after_long_uptimes() {
+        for up in UPTIMES {
+            let mut c = ArrivalClock::new(3000);
+            let t0 = Instant::now();
+            let (_, wall0) = c.stamp(t0);
+            // The input pauses for `up` (a long gap re-anchors), then frames arrive on time.
+            let (dts, wall) = c.stamp(t0 + up);
+            assert_eq!(dts, up.as_secs() * TIMESCALE as u64);
+            assert_eq!(wall, wall0 + up);
+            for k in 1..=90u64 {
+                let jitter = Duration::from_millis(k % 3);
+                let (d, _) = c.stamp(t0 + up + Duration::from_nanos(k * 33_333_333) + jitter);
+                assert_eq!(d, dts + k * 3000, "{up:?} frame {k}");
+            }
+            assert_eq!(c.reanchors, 1);
+        }
     }
 }
