@@ -18,12 +18,14 @@
 
 pub mod app;
 pub mod config;
+pub mod config_file;
 pub mod fmp4;
 pub mod h264;
 pub mod hls;
 pub mod http;
 pub mod media;
 pub mod metrics;
+pub mod secret;
 pub mod sink;
 pub mod snapshot;
 pub mod source;

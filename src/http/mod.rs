@@ -5,16 +5,19 @@
 //! [`handlers::handle`], which reads the live window through a `watch` receiver.
 
 pub mod assets;
+pub mod auth;
 pub mod body;
 pub mod handlers;
 pub mod routes;
+pub mod tls;
+
+pub use tls::tls_acceptor;
 
 use handlers::{HttpState, Resp};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -31,29 +34,6 @@ pub enum HttpError {
     TlsEmpty { path: String, what: &'static str },
     #[error("TLS: certificate/key rejected: {0}")]
     Tls(String),
-}
-
-/// Loads a rustls acceptor from PEM files; ALPN offers h2 and http/1.1.
-pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, HttpError> {
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|err| HttpError::TlsRead { path: p.display().to_string(), err })
-    };
-    let cert_pem = read(cert)?;
-    let key_pem = read(key)?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..]).filter_map(Result::ok).collect();
-    if certs.is_empty() {
-        return Err(HttpError::TlsEmpty { path: cert.display().to_string(), what: "PEM certificate" });
-    }
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .ok()
-        .flatten()
-        .ok_or_else(|| HttpError::TlsEmpty { path: key.display().to_string(), what: "PEM private key" })?;
-    let mut cfg = tokio_rustls::rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| HttpError::Tls(e.to_string()))?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
 /// Serves until `shutdown` resolves, then lets open requests finish for up to `grace`.
