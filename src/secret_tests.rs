@@ -88,3 +88,42 @@ fn types_never_print_secrets() {
     assert!(m.contains("HUNTER2"), "the code sees the real text");
     assert!(format!("{m:?}").starts_with('"'));
 }
+
+/// `Debug` of the whole config, with a secret in every shape the config takes one.
+#[test]
+fn config_debug_masks_every_shape() {
+    use crate::config::Config;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("hlsd.toml");
+    std::fs::write(
+        &p,
+        "source = \"exec:ffmpeg -i rtsp://admin:SECRET01@cam/ -passphrase SECRET02 -f h264 -\"\n\
+         access-secret = \"SECRET03-0123456789\"\nbasic-auth = \"u:SECRET04\"\nmetrics-auth = \"m:SECRET05\"\n\
+         s3-endpoint = \"http://k:SECRET06@minio:9000\"\n\
+         rtmp = [\"rtmp://h/live/SECRET07\", { url = \"rtmps://h/live/SECRET08\" }]\n\
+         [[output]]\nurl = \"s3://bucket/x\"\naccess-key-id = \"AKID\"\nsecret-access-key = \"SECRET09\"\n\
+         session-token = \"SECRET10\"\nendpoint = \"http://k:SECRET11@minio:9000\"\n\
+         [[output]]\nurl = \"dir:/srv/hls\"\n",
+    )
+    .unwrap();
+    let c = Config::load_from(["hlsd", "--config", p.to_str().unwrap()]).unwrap();
+    assert_eq!(c.rtmp.len(), 2);
+    assert_eq!(c.output.len(), 2);
+    // Table-array RTMP form, and the command-line forms.
+    std::fs::write(dir.path().join("t.toml"), "[[rtmp]]\nurl = \"rtmp://h/live/SECRET12\"\n").unwrap();
+    let t = Config::load_from(["hlsd", "--config", dir.path().join("t.toml").to_str().unwrap()]).unwrap();
+    let cli = Config::load_from([
+        "hlsd", "--rtmp", "rtmp://h/app/SECRET13", "--source", "exec:tool --key=SECRET14",
+        "--output", "s3://b-1/x", "--basic-auth", "u:SECRET15",
+    ])
+    .unwrap();
+    for (what, cfg) in [("file", &c), ("table array", &t), ("command line", &cli)] {
+        for dbg in [format!("{cfg:?}"), format!("{cfg:#?}")] {
+            assert!(!dbg.contains("SECRET"), "{what}: Debug shows a secret:\n{dbg}");
+            assert!(dbg.contains(MASK), "{what}: {dbg}");
+        }
+    }
+    assert!(format!("{c:?}").contains("rtmp://h/live/***") && format!("{c:?}").contains("rtsp://admin:***@cam/"));
+    // The code still sees the real values.
+    assert!(c.source.contains("SECRET01") && c.access_secret.as_ref().unwrap().expose().starts_with("SECRET03"));
+}

@@ -9,7 +9,8 @@ use common::{client, get, get_with, probe_bytes, resolve, rules::MediaPlaylist, 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const ACCESS: &str = "ACCESS-SECRET-0123456789";
-const SECRETS: &[&str] = &[ACCESS, "STREAMKEY-SECRET", "S3-SECRET", "EXEC-SECRET", "BASIC-SECRET", "METRICS-SECRET"];
+const SECRETS: &[&str] =
+    &[ACCESS, "STREAMKEY-SECRET", "S3-SECRET", "ENDPOINT-SECRET", "EXEC-SECRET", "BASIC-SECRET", "METRICS-SECRET"];
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -54,7 +55,7 @@ async fn signed_urls_let_a_native_player_play_and_nothing_else_in() {
              exec ffmpeg -hide_banner -nostats -loglevel error -re -f lavfi -i testsrc2=size=320x240:rate=30 \
              -c:v libx264 -preset ultrafast -tune zerolatency -g 30 -bf 0 -f h264 -\"\n\
              [[rtmp]]\nurl = \"rtmp://127.0.0.1:9/live/STREAMKEY-SECRET\"\n\
-             [[output]]\nurl = \"s3://bucket/cam\"\nendpoint = \"http://127.0.0.1:9\"\naccess-key-id = \"AKID\"\n\
+             [[output]]\nurl = \"s3://bucket/cam\"\nendpoint = \"http://u:ENDPOINT-SECRET@127.0.0.1:9\"\naccess-key-id = \"AKID\"\n\
              secret-access-key = \"S3-SECRET\"\n"
         ),
     );
@@ -148,6 +149,7 @@ async fn signed_urls_let_a_native_player_play_and_nothing_else_in() {
     // The RTMP sink and the S3 output have tried and failed by now, and logged it.
     assert!(hlsd.wait_stderr("rtmp://127.0.0.1:9/live/***", Duration::from_secs(20)), "{}", hlsd.stderr());
     assert!(hlsd.wait_stderr("open rtsp://admin:***@cam/ token=***", Duration::from_secs(5)), "{}", hlsd.stderr());
+    assert!(hlsd.wait_stderr("store request failed", Duration::from_secs(20)), "{}", hlsd.stderr());
     assert_no_secret("stderr", &hlsd.stderr());
     hlsd.assert_no_panic();
 }
@@ -175,11 +177,12 @@ async fn basic_auth_and_a_separate_metrics_listener() {
         let r = get_with(&c, &hlsd.url(path), &[("Authorization", &basic("viewer:BASIC-SECRET"))]).await;
         assert_eq!(r.status, 404, "{path} on the main port");
     }
-    let line_start = "metrics and healthz listening addr=";
+    let line_start = "metrics and healthz listening";
     assert!(hlsd.wait_stderr(line_start, Duration::from_secs(10)), "{}", hlsd.stderr());
     let log = hlsd.stderr();
-    let addr = log.split(line_start).nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-    let m = format!("http://{addr}");
+    let after = log.split(line_start).nth(1).unwrap().split("127.0.0.1:").nth(1).unwrap();
+    let port: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let m = format!("http://127.0.0.1:{port}");
     assert_eq!(get(&c, &format!("{m}/metrics")).await.status, 401);
     assert_eq!(get_with(&c, &format!("{m}/metrics"), &[("Authorization", &basic("viewer:BASIC-SECRET"))]).await.status, 401);
     for path in ["/metrics", "/healthz"] {

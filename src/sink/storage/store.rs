@@ -260,7 +260,8 @@ impl DiskStore {
 fn io_err(key: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Io {
         key: key.into(),
-        msg: e.to_string(),
+        // object_store quotes the request URL, which may carry endpoint credentials.
+        msg: crate::secret::mask(&e.to_string()),
     }
 }
 
@@ -362,7 +363,7 @@ impl std::fmt::Debug for S3Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Settings")
             .field("bucket", &self.bucket)
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.endpoint.as_deref().map(crate::secret::mask))
             .field("region", &self.region)
             .field("path_style", &self.path_style)
             .field("access_key_id", &self.access_key_id.as_ref().map(|_| "***"))
