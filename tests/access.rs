@@ -63,9 +63,13 @@ async fn signed_urls_let_a_native_player_play_and_nothing_else_in() {
     let c = client();
 
     // Without a token: 403 everywhere a viewer goes; the status routes are not viewer routes.
-    for path in ["/stream.m3u8", "/media.m3u8", "/snapshot.jpg", "/"] {
+    for path in ["/stream.m3u8", "/media.m3u8", "/snapshot.jpg"] {
         let r = get(&c, &hlsd.url(path)).await;
         assert_eq!(r.status, 403, "{path} without a token: {}", r.status);
+    }
+    // The player page and its scripts are public: they hold no media.
+    for path in ["/", "/player.js"] {
+        assert_eq!(get(&c, &hlsd.url(path)).await.status, 200, "{path}");
     }
     // `hlsd sign` mints the URL (the secret comes from the same config file).
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hlsd"))

@@ -10,7 +10,9 @@
 //! them. Basic credentials are compared in constant time (`subtle`).
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use super::handlers::{HttpState, Resp};
 use base64::Engine;
+use http::{header, Request, StatusCode};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use ring::hmac;
 use subtle::ConstantTimeEq;
@@ -183,6 +185,40 @@ impl Access {
             (Some(e), _) if e != Denied::Missing => Err(e),
             (_, Some(Err(e))) | (Some(e), None) => Err(e),
         }
+    }
+}
+
+// --- Applied to requests (handlers.rs calls these before routing) ---
+
+/// Checks access; `Ok` carries the signed-URL query to append to playlist URIs ("" for none),
+/// `Err` why not and the basic-auth challenge to send, if any.
+pub(super) fn guard<B>(state: &HttpState, req: &Request<B>, rest: &str, status_route: bool) -> Result<String, (Denied, Option<&'static str>)> {
+    let authz = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let (res, basic) = if status_route {
+        let Some(b) = &state.access.metrics else { return Ok(String::new()) };
+        (b.check(authz).map(|_| String::new()), Some(b))
+    } else {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let public = format!("{}{rest}", state.base);
+        (state.access.viewer(req.uri().query(), &public, authz, now), state.access.basic.as_ref())
+    };
+    res.map_err(|e| {
+        crate::metrics::get().http_denied.get_or_create(&crate::metrics::ReasonLabels { reason: e.label() }).inc();
+        tracing::debug!(path = rest, reason = %e, "request denied");
+        let challenge = basic.filter(|_| matches!(e, Denied::Missing | Denied::BadPassword)).map(|b| b.challenge);
+        (e, challenge)
+    })
+}
+
+/// 401 with a basic-auth challenge, else 403.
+pub(super) fn denied(e: &Denied, challenge: Option<&'static str>) -> Resp {
+    match challenge {
+        Some(c) => {
+            let mut r = super::handlers::plain(StatusCode::UNAUTHORIZED, "authentication required\n");
+            super::handlers::set(&mut r, header::WWW_AUTHENTICATE, c);
+            r
+        }
+        None => super::handlers::plain(StatusCode::FORBIDDEN, &format!("forbidden: {e}\n")),
     }
 }
 

@@ -7,7 +7,7 @@
 use super::body::Chunks;
 use super::routes::{cache, Route};
 use crate::hls::blocking::{decide, timeout_secs, Decision, Directives};
-use super::auth::{Access, Denied};
+use super::auth::Access;
 use crate::hls::playlist::{names, render_media, render_media_q, render_multivariant_to, with_query};
 use crate::hls::window::Snapshot;
 use crate::metrics::{self, HttpLabels};
@@ -97,9 +97,11 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
     if !listed {
         return ("unknown", not_found(path));
     }
-    let token = match guard(state, req, rest, status_route) {
+    // The player page and its scripts hold no media and are the same for everyone: public.
+    let public = matches!(route, Route::Asset(_));
+    let token = match if public { Ok(String::new()) } else { super::auth::guard(state, req, rest, status_route) } {
         Ok(t) => t,
-        Err(r) => return (route.label(), r),
+        Err((e, challenge)) => return (route.label(), super::auth::denied(&e, challenge)),
     };
     let gzip = accepts_gzip(req.headers());
     let resp = match &route {
@@ -138,31 +140,6 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
         }
     };
     (route.label(), resp)
-}
-
-/// Checks access; `Ok` carries the signed-URL query to append to playlist URIs ("" for none).
-fn guard<B>(state: &HttpState, req: &Request<B>, rest: &str, status_route: bool) -> Result<String, Resp> {
-    let authz = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    let (res, basic) = if status_route {
-        let Some(b) = &state.access.metrics else { return Ok(String::new()) };
-        (b.check(authz).map(|_| String::new()), Some(b))
-    } else {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let public = format!("{}{rest}", state.base);
-        (state.access.viewer(req.uri().query(), &public, authz, now), state.access.basic.as_ref())
-    };
-    res.map_err(|e| {
-        metrics::get().http_denied.get_or_create(&metrics::ReasonLabels { reason: e.label() }).inc();
-        tracing::debug!(path = rest, reason = %e, "request denied");
-        match basic {
-            Some(b) if matches!(e, Denied::Missing | Denied::BadPassword) => {
-                let mut r = plain(StatusCode::UNAUTHORIZED, "authentication required\n");
-                set(&mut r, header::WWW_AUTHENTICATE, b.challenge);
-                r
-            }
-            _ => plain(StatusCode::FORBIDDEN, &format!("forbidden: {e}\n")),
-        }
-    })
 }
 
 /// Removes the base path if the request carries it (a proxy that keeps the prefix); requests
