@@ -14,7 +14,7 @@
 //!
 //! `main.rs` only parses the configuration ([`config::Config`]) and calls [`app::run`] or, for
 //! `hlsd segment`, [`hls::vod::segment_file`], or for `hlsd devices`,
-//! [`source::v4l2::devices::report`].
+//! [`source::v4l2::devices::report`], or for `hlsd sign`, [`http::auth::sign`].
 
 pub mod app;
 pub mod config;
