@@ -18,6 +18,7 @@
 //   poster=URL|0      poster image (default snapshot.jpg next to the stream; 0 for none)
 //   engine=auto|hlsjs|native
 //   debug=1           hls.js logging to the console
+//   expires, prefix, sig  a signed URL's token (hlsd sign): passed on to the stream and poster
 //
 // window.hlsdStats is the page's state for tests and for a parent page (same origin) to read:
 //   state        'loading' | 'playing' | 'paused' | 'stalled' | 'offline' | 'error' | 'unsupported'
@@ -64,8 +65,15 @@
     if (v === null) return fallback;
     return !/^(0|false|no|off)$/i.test(v);
   }
+  // A signed URL (hlsd sign) opened the page: the stream and poster need the same token.
+  var signed = '';
+  if (params.get('sig') && params.get('expires') && params.get('prefix')) {
+    signed = '?' + new URLSearchParams({
+      expires: params.get('expires'), prefix: params.get('prefix'), sig: params.get('sig'),
+    }).toString();
+  }
   var options = {
-    src: params.get('src') || 'stream.m3u8',
+    src: params.get('src') || 'stream.m3u8' + signed,
     muted: flag('muted', true),
     autoplay: flag('autoplay', true),
     controls: flag('controls', true),
@@ -336,7 +344,7 @@
     if (posterLoaded || options.poster === '0') return;
     posterLoaded = true;
     var img = new Image();
-    var url = new URL(options.poster || 'snapshot.jpg', srcUrl).href;
+    var url = new URL(options.poster || 'snapshot.jpg' + signed, srcUrl).href;
     img.onload = function () {
       video.poster = url;
     };

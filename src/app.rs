@@ -8,7 +8,7 @@
 use crate::config::Config;
 use crate::hls::segmenter::{ticks, Output, Segmenter, SegmenterConfig};
 use crate::hls::window::{Window, WindowConfig};
-use crate::http::handlers::HttpState;
+use crate::http::handlers::{HttpState, Serves};
 use crate::media::SourceEvent;
 use crate::metrics::{self, ReasonLabels};
 use crate::source::{self, SourceConfig, SourceSpec};
@@ -78,16 +78,36 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         WindowConfig { segments: cfg.window, segment_target: cfg.segment_duration },
         run.clone(),
     );
-    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(c), Some(k)) => Some(crate::http::tls_acceptor(c, k)?),
+    let tls_files = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => Some(crate::http::tls::TlsFiles::load(c, k)?),
         _ => None,
     };
-    let state = Arc::new(HttpState {
-        snapshots,
-        base: cfg.base().to_string(),
-        jpeg: tokio::sync::Mutex::new(None),
-        held: crate::http::limits::HeldLimit::new(cfg.max_held_requests),
+    let tls = tls_files.as_ref().map(|f| f.acceptor());
+    if let Some(f) = &tls_files {
+        tokio::spawn(f.clone().watch_files());
+    }
+    spawn_sighup(tls_files);
+    let secret = |s: &Option<crate::secret::Secret>| s.as_ref().map(|s| s.expose().to_string());
+    let access = Arc::new(crate::http::auth::Access::new(
+        secret(&cfg.access_secret).as_deref(),
+        secret(&cfg.basic_auth).as_deref(),
+        secret(&cfg.metrics_auth).as_deref(),
+    ));
+    let held = crate::http::limits::HeldLimit::new(cfg.max_held_requests);
+    let mut state = HttpState::new(snapshots, cfg.base().to_string(), held.clone());
+    state.access = access.clone();
+    let status_state = cfg.metrics_listen.map(|_| {
+        state.serves = Serves::Viewers;
+        let mut s = HttpState::new(state.snapshots.clone(), state.base.clone(), held);
+        s.access = access;
+        s.serves = Serves::Status;
+        Arc::new(s)
     });
+    let state = Arc::new(state);
+    let status_listener = match cfg.metrics_listen {
+        Some(a) => Some(TcpListener::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen on metrics-listen {a}: {e}"))?),
+        None => None,
+    };
     let limits = Arc::new(crate::http::HttpLimits::from_config(&cfg));
 
     let (events, _) = tokio::sync::broadcast::channel::<SourceEvent>(crate::sink::EVENT_BUFFER);
@@ -202,7 +222,19 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
         let _ = stop_tx.send(true);
     };
     let grace = Duration::from_secs(2);
+    // metrics-listen: a second listener serving only /metrics and /healthz (plain HTTP).
+    let status_server = status_listener.zip(status_state).map(|(l, st)| {
+        if let Ok(a) = l.local_addr() {
+            tracing::info!(addr = %a, "metrics and healthz listening");
+        }
+        let mut stopped = stop_tx.subscribe();
+        let status_limits = limits.clone();
+        tokio::spawn(crate::http::serve(l, st, None, status_limits, async move { let _ = stopped.changed().await; }, grace))
+    });
     crate::http::serve(listener, state, tls, limits, stop, grace).await;
+    if let Some(h) = status_server {
+        let _ = h.await;
+    }
     watch_source.abort();
     let _ = segmenter_task.await;
     // Let outputs publish their final state (EXT-X-ENDLIST), within bounds.
@@ -214,5 +246,26 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// SIGHUP reloads what can be reloaded without a restart: today the TLS certificate.
+fn spawn_sighup(tls: Option<Arc<crate::http::tls::TlsFiles>>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match &tls {
+                    Some(t) => {
+                        tracing::info!("SIGHUP: reloading the TLS certificate");
+                        let t = t.clone();
+                        let _ = tokio::task::spawn_blocking(move || t.reload(true)).await;
+                    }
+                    None => tracing::info!("SIGHUP: nothing to reload"),
+                }
+            }
+        });
     }
 }

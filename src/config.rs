@@ -3,6 +3,7 @@
 //! Precedence: built-in defaults < `--config FILE` < environment (`HLSD_*`) < command-line flags.
 //! TOML keys are the long flag names (`segment-duration = 1.0`); unknown keys are rejected.
 
+use crate::secret::Secret;
 use crate::source::SourceSpec;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -31,8 +32,9 @@ pub enum ConfigError {
 pub struct Config {
     /// Where H.264 comes from: testsrc, stdin, file:PATH, exec:COMMAND, tcp://HOST:PORT or
     /// v4l2:/dev/videoN (`hlsd devices` lists V4L2 cameras and encoders).
-    #[arg(long, env = "HLSD_SOURCE", default_value = "testsrc")]
-    pub source: String,
+    /// Secrets in it (URL passwords, keys, `-password X`) are masked in logs and errors.
+    #[arg(long, env = "HLSD_SOURCE", default_value = "testsrc", hide_env_values = true)]
+    pub source: crate::secret::Masked,
 
     /// Address to listen on for HTTP (HTTP/1.1 and HTTP/2 cleartext; HTTPS with --tls-cert).
     #[arg(long, env = "HLSD_LISTEN", default_value = "0.0.0.0:8080")]
@@ -123,9 +125,23 @@ pub struct Config {
     /// PEM certificate chain: serve HTTPS (HTTP/2 via ALPN) instead of cleartext.
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
-    /// PEM private key for --tls-cert.
+    /// PEM private key for --tls-cert. Both files are reloaded on SIGHUP and when they change.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// Secret for signed viewer URLs (HMAC-SHA256, at least 16 bytes): when set, viewers need a
+    /// URL from `hlsd sign`. Set it in the config file or HLSD_ACCESS_SECRET (a flag shows in `ps`).
+    #[arg(long, env = "HLSD_ACCESS_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub access_secret: Option<Secret>,
+    /// HTTP basic auth for viewers, USER:PASSWORD (config file or HLSD_BASIC_AUTH; a flag shows in `ps`).
+    #[arg(long, env = "HLSD_BASIC_AUTH", hide_env_values = true, value_name = "USER:PASSWORD")]
+    pub basic_auth: Option<Secret>,
+    /// Serve /metrics and /healthz only on this address (plain HTTP); the main listener then 404s them.
+    #[arg(long, env = "HLSD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// HTTP basic auth for /metrics and /healthz, USER:PASSWORD (config file or HLSD_METRICS_AUTH).
+    #[arg(long, env = "HLSD_METRICS_AUTH", hide_env_values = true, value_name = "USER:PASSWORD")]
+    pub metrics_auth: Option<Secret>,
 
     /// Seconds an idle client connection is kept, and the limit for reading a request header.
     #[arg(long, default_value_t = 30.0)]
@@ -172,7 +188,7 @@ pub struct Config {
 
     /// S3 endpoint of non-AWS stores (MinIO, R2, B2, Garage...), e.g. http://127.0.0.1:9000.
     #[arg(long, value_name = "URL", env = "AWS_ENDPOINT_URL")]
-    pub s3_endpoint: Option<String>,
+    pub s3_endpoint: Option<crate::secret::Masked>,
 
     #[command(subcommand)]
     #[serde(skip)]
@@ -192,6 +208,18 @@ pub enum Command {
     /// List V4L2 video devices (cameras, hardware encoders) with their formats, sizes, frame
     /// rates and encoder controls.
     Devices,
+    /// Print a signed viewer URL (needs access-secret: config file or HLSD_ACCESS_SECRET).
+    Sign {
+        /// Path prefix the URL grants (public path, base path included), e.g. / or /cams/birdbox/.
+        #[arg(long, default_value = "/")]
+        prefix: String,
+        /// How long the URL is valid: 90s, 30m, 24h, 7d or plain seconds.
+        #[arg(long, default_value = "24h")]
+        expires: String,
+        /// Public URL of hlsd to print (default: from --listen, --base-path and --tls-cert).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 impl Default for Config {
@@ -215,10 +243,12 @@ impl Config {
             return Ok(cli);
         };
         let text = std::fs::read_to_string(&path).map_err(|err| ConfigError::Read { path: path.clone(), err })?;
-        let mut table: toml::Table =
-            // (mask_urls: a syntax error quotes its line, which may hold an RTMP stream key)
-            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.clone(), err: crate::sink::rtmp::mask_urls(&e.to_string()) })?;
-        let cli_table = toml::Table::try_from(&cli).map_err(|e| ConfigError::Parse { path: path.clone(), err: e.to_string() })?;
+        // Errors name line, column and key, never a value (crate::config_file).
+        let parse_err = |e: toml::de::Error| ConfigError::Parse { path: path.clone(), err: crate::config_file::describe(&text, &e) };
+        toml::from_str::<Config>(&text).map_err(parse_err)?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(parse_err)?;
+        let cli_table = toml::Table::try_from(&cli)
+            .map_err(|e| ConfigError::Parse { path: path.clone(), err: crate::config_file::scrub(&e.to_string()) })?;
         for id in matches.ids() {
             let explicit = matches!(
                 matches.value_source(id.as_str()),
@@ -233,7 +263,7 @@ impl Config {
         }
         let mut cfg: Config = table
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse { path: path.clone(), err: e.to_string() })?;
+            .map_err(|e: toml::de::Error| ConfigError::Parse { path: path.clone(), err: crate::config_file::scrub(e.message()) })?;
         cfg.config = Some(path);
         cfg.command = cli.command;
         cfg.validate()?;
@@ -242,7 +272,7 @@ impl Config {
 
     /// Checks ranges and the source spec; messages say what to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key, msg: String| Err(ConfigError::Invalid { key, msg });
+        let bad = |key, msg: String| Err(ConfigError::Invalid { key, msg: crate::secret::mask(&msg) });
         if let Err(msg) = self.source.parse::<SourceSpec>() {
             return bad("source", msg);
         }
@@ -275,6 +305,17 @@ impl Config {
         }
         if self.max_connections == 0 || self.max_held_requests == 0 {
             return bad("max-connections/max-held-requests", "must be at least 1".into());
+        }
+        if self.access_secret.as_ref().is_some_and(|s| s.expose().len() < 16) {
+            return bad("access-secret", "must be at least 16 bytes (e.g. `openssl rand -base64 32`)".into());
+        }
+        for (key, v) in [("basic-auth", &self.basic_auth), ("metrics-auth", &self.metrics_auth)] {
+            if v.as_ref().is_some_and(|v| v.expose().split_once(':').is_none_or(|(u, p)| u.is_empty() || p.is_empty())) {
+                return bad(key, "must be USER:PASSWORD".into());
+            }
+        }
+        if self.metrics_listen.is_some_and(|m| m == self.listen && m.port() != 0) {
+            return bad("metrics-listen", "must differ from listen".into());
         }
         for o in &self.output {
             if let Err(msg) = o.0.validate() {

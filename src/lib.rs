@@ -14,10 +14,11 @@
 //!
 //! `main.rs` only parses the configuration ([`config::Config`]) and calls [`app::run`] or, for
 //! `hlsd segment`, [`hls::vod::segment_file`], or for `hlsd devices`,
-//! [`source::v4l2::devices::report`].
+//! [`source::v4l2::devices::report`], or for `hlsd sign`, [`http::auth::sign`].
 
 pub mod app;
 pub mod config;
+pub mod config_file;
 pub mod fmp4;
 pub mod h264;
 pub mod hls;
@@ -25,6 +26,7 @@ pub mod http;
 pub mod media;
 pub mod metrics;
 pub mod policy;
+pub mod secret;
 pub mod sink;
 pub mod snapshot;
 pub mod source;

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     };
     let result = match cfg.command.clone() {
         Some(Command::Segment { input, outdir }) => segment(&cfg, &input, &outdir),
+        Some(Command::Sign { prefix, expires, url }) => sign(&cfg, &prefix, &expires, url.as_deref()),
         Some(Command::Devices) => {
             print!("{}", hlsd::source::v4l2::devices::report());
             Ok(())
@@ -80,5 +81,30 @@ fn segment(cfg: &Config, input: &std::path::Path, outdir: &std::path::Path) -> a
         outdir.join("stream.m3u8").display(),
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// `hlsd sign`: prints the signed multivariant playlist URL, then the signed player page URL.
+fn sign(cfg: &Config, prefix: &str, expires: &str, url: Option<&str>) -> anyhow::Result<()> {
+    let secret = cfg.access_secret.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("access-secret is not set (config file, HLSD_ACCESS_SECRET, or --access-secret)")
+    })?;
+    if !prefix.starts_with('/') {
+        anyhow::bail!("--prefix must start with / (e.g. / or /cams/birdbox/)");
+    }
+    let valid_for = hlsd::http::auth::parse_duration(expires).map_err(|e| anyhow::anyhow!("--expires {e}"))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let q = hlsd::http::auth::sign(secret.expose().as_bytes(), prefix, now.saturating_add(valid_for));
+    let base = match url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            let scheme = if cfg.tls_cert.is_some() { "https" } else { "http" };
+            let ip = cfg.listen.ip();
+            let host = if ip.is_unspecified() { "127.0.0.1".to_string() } else if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
+            format!("{scheme}://{host}:{}{}", cfg.listen.port(), cfg.base())
+        }
+    };
+    println!("{base}/stream.m3u8?{q}");
+    println!("{base}/?{q}");
     Ok(())
 }

@@ -22,6 +22,11 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
 /// One RTMP destination, by its masked URL (the stream key never appears).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RtmpLabels {
@@ -54,7 +59,13 @@ pub struct Metrics {
     pub idle_flush_truncations: Counter,
     /// Input bytes dropped by the parser's size limits, by reason.
     pub input_discarded_bytes: Family<ReasonLabels, Counter>,
+    /// Encoder stderr lines cut at 1 KiB (`truncated`) or not logged (`rate`), src/source/stderr.rs.
+    pub encoder_stderr_dropped: Family<ReasonLabels, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
+    /// Requests refused by access control (src/http/auth.rs), by reason.
+    pub http_denied: Family<ReasonLabels, Counter>,
+    /// TLS certificate reloads (src/http/tls.rs), by result.
+    pub tls_reloads: Family<ResultLabels, Counter>,
     pub http_blocked: Gauge,
     pub http_connections: Gauge,
     /// Effective global connection limit (README "Limits and timeouts").
@@ -90,7 +101,10 @@ impl Metrics {
             overlong_segments: Counter::default(),
             idle_flush_truncations: Counter::default(),
             input_discarded_bytes: Family::default(),
+            encoder_stderr_dropped: Family::default(),
             http_requests: Family::default(),
+            http_denied: Family::default(),
+            tls_reloads: Family::default(),
             http_blocked: Gauge::default(),
             http_connections: Gauge::default(),
             http_max_connections: Gauge::default(),
@@ -125,7 +139,14 @@ impl Metrics {
             "Input bytes dropped by the parser's size limits (NAL unit / access unit), by reason",
             m.input_discarded_bytes.clone(),
         );
+        registry.register(
+            "encoder_stderr_dropped",
+            "Encoder stderr lines cut (truncated) or not logged (rate)",
+            m.encoder_stderr_dropped.clone(),
+        );
         registry.register("http_requests", "HTTP responses by route and status", m.http_requests.clone());
+        registry.register("http_denied", "Requests refused by access control, by reason", m.http_denied.clone());
+        registry.register("tls_reloads", "TLS certificate reloads, by result (ok, error)", m.tls_reloads.clone());
         registry.register("http_blocked_requests", "Requests currently held (blocking reload, preload hint)", m.http_blocked.clone());
         registry.register("http_connections", "Open client connections", m.http_connections.clone());
         registry.register("http_max_connections", "Effective limit of open client connections", m.http_max_connections.clone());

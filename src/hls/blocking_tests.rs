@@ -71,7 +71,7 @@ async fn held_request_completes_when_the_part_arrives_and_times_out_with_503() {
         }
     };
     feed(36, &mut w); // segment 0 complete, segment 1 has one part
-    let state = Arc::new(HttpState { snapshots: rx, base: String::new(), jpeg: Default::default(), held: crate::http::limits::HeldLimit::new(8) });
+    let state = Arc::new(HttpState::new(rx, String::new(), crate::http::limits::HeldLimit::new(8)));
     let get = |uri: &str| {
         let state = state.clone();
         let req = http::Request::get(uri).body(()).unwrap();

@@ -63,9 +63,24 @@ pub fn skippable(snap: &Snapshot) -> usize {
     k
 }
 
+/// `uri` with the query `q` (a signed-URL token, `crate::http::auth`) appended; `q` may be empty.
+pub fn with_query(uri: String, q: &str) -> String {
+    match (q.is_empty(), uri.contains('?')) {
+        (true, _) => uri,
+        (false, false) => format!("{uri}?{q}"),
+        (false, true) => format!("{uri}&{q}"),
+    }
+}
+
 /// Renders the LL-HLS media playlist. `delta` requests an EXT-X-SKIP delta update.
 /// Returns `None` while the snapshot is not ready.
 pub fn render_media(snap: &Snapshot, delta: bool) -> Option<String> {
+    render_media_q(snap, delta, "")
+}
+
+/// [`render_media`] with the query `q` appended to every URI (init, parts, segments, preload
+/// hint), for signed URLs; `""` renders exactly what [`render_media`] does.
+pub fn render_media_q(snap: &Snapshot, delta: bool, q: &str) -> Option<String> {
     let t = snap.target_duration?;
     let run = &snap.run_id;
     let skip = if delta && !snap.ended { skippable(snap) } else { 0 };
@@ -102,23 +117,28 @@ pub fn render_media(snap: &Snapshot, delta: bool) -> Option<String> {
         .unwrap_or(0);
     let mut init = None;
     for (i, seg) in snap.segments.iter().enumerate().skip(skip) {
-        render_segment(&mut o, run, seg, i >= list_parts_from, &mut init);
+        render_segment_q(&mut o, run, seg, i >= list_parts_from, &mut init, q);
     }
     if snap.ended {
         o.push_str("#EXT-X-ENDLIST\n");
     } else if snap.part_target > 0 {
-        let _ = writeln!(o, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"", names::part(run, snap.next_part));
+        let _ = writeln!(o, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"", with_query(names::part(run, snap.next_part), q));
     }
     Some(o)
 }
 
 /// One segment: DISCONTINUITY, MAP (when the init changes), PDT, its parts (if `parts` or open), EXTINF + URI.
 pub fn render_segment(o: &mut String, run: &str, seg: &SegmentView, parts: bool, init: &mut Option<u32>) {
+    render_segment_q(o, run, seg, parts, init, "")
+}
+
+/// [`render_segment`] with the query `q` appended to its URIs.
+pub fn render_segment_q(o: &mut String, run: &str, seg: &SegmentView, parts: bool, init: &mut Option<u32>, q: &str) {
     if seg.discontinuity {
         o.push_str("#EXT-X-DISCONTINUITY\n");
     }
     if *init != Some(seg.init_id) {
-        let _ = writeln!(o, "#EXT-X-MAP:URI=\"{}\"", names::init(run, seg.init_id));
+        let _ = writeln!(o, "#EXT-X-MAP:URI=\"{}\"", with_query(names::init(run, seg.init_id), q));
         *init = Some(seg.init_id);
     }
     let _ = writeln!(o, "#EXT-X-PROGRAM-DATE-TIME:{}", format_pdt(seg.pdt));
@@ -128,14 +148,14 @@ pub fn render_segment(o: &mut String, run: &str, seg: &SegmentView, parts: bool,
                 o,
                 "#EXT-X-PART:DURATION={},URI=\"{}\"{}",
                 secs(p.duration),
-                names::part(run, p.global),
+                with_query(names::part(run, p.global), q),
                 if p.independent { ",INDEPENDENT=YES" } else { "" }
             );
         }
     }
     if seg.complete {
         let _ = writeln!(o, "#EXTINF:{},", secs(seg.duration));
-        let _ = writeln!(o, "{}", names::segment(run, seg.msn));
+        let _ = writeln!(o, "{}", with_query(names::segment(run, seg.msn), q));
     }
 }
 

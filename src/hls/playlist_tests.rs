@@ -120,3 +120,30 @@ fn vod_playlist_golden() {
     golden("vod.m3u8", &text);
     assert!(parse_back(&text).end_list);
 }
+
+#[test]
+fn signed_playlists_carry_the_token_on_every_uri() {
+    let (_w, snap) = window_after(255, None);
+    let q = "expires=1800000000&prefix=/&sig=abc_-DEF";
+    let plain = render_media(&snap, false).unwrap();
+    let text = render_media_q(&snap, false, q).unwrap();
+    assert_eq!(text.replace(&format!("?{q}"), ""), plain, "only the queries differ");
+    let mut uris = 0;
+    for line in text.lines() {
+        let uri = if let Some(at) = line.find("URI=\"") {
+            line[at + 5..].split('"').next().unwrap()
+        } else if !line.starts_with('#') {
+            line
+        } else {
+            continue;
+        };
+        assert!(uri.ends_with(&format!("?{q}")), "{line}");
+        uris += 1;
+    }
+    assert!(uris >= 20 && text.contains("#EXT-X-PRELOAD-HINT") && text.contains("#EXT-X-MAP"), "{text}");
+    // Delta updates too; the multivariant playlist's media URI already has a query.
+    assert!(render_media_q(&snap, true, q).unwrap().lines().filter(|l| l.contains(".m4s")).all(|l| l.contains(q)));
+    assert_eq!(with_query("media.m3u8?run=x".into(), q), format!("media.m3u8?run=x&{q}"));
+    assert_eq!(with_query("a.m4s".into(), ""), "a.m4s");
+    parse_back(&text);
+}

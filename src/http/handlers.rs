@@ -8,7 +8,8 @@ use super::body::Chunks;
 use super::limits::HeldLimit;
 use super::routes::{cache, Route};
 use crate::hls::blocking::{decide, timeout_secs, Decision, Directives};
-use crate::hls::playlist::{names, render_media, render_multivariant_to};
+use super::auth::Access;
+use crate::hls::playlist::{names, render_media, render_media_q, render_multivariant_to, with_query};
 use crate::hls::window::Snapshot;
 use crate::metrics::{self, HttpLabels};
 use bytes::Bytes;
@@ -29,6 +30,27 @@ pub struct HttpState {
     pub jpeg: tokio::sync::Mutex<Option<(u64, Bytes)>>,
     /// Cap on held requests (`max-held-requests`).
     pub held: Arc<HeldLimit>,
+    /// Signed URLs and basic auth (all off by default).
+    pub access: Arc<Access>,
+    /// Which routes this listener serves.
+    pub serves: Serves,
+}
+
+/// Routes of a listener: `metrics-listen` splits `/metrics` and `/healthz` off the main one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    Everything,
+    /// Everything but `/metrics` and `/healthz` (404).
+    Viewers,
+    /// Only `/metrics` and `/healthz`.
+    Status,
+}
+
+impl HttpState {
+    /// State serving everything with no access control.
+    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, base: String, held: Arc<HeldLimit>) -> HttpState {
+        HttpState { snapshots, base, jpeg: Default::default(), held, access: Default::default(), serves: Serves::Everything }
+    }
 }
 
 /// Longest request target (path and query) served; longer ones get 414.
@@ -44,7 +66,7 @@ pub async fn handle<B>(state: Arc<HttpState>, req: Request<B>) -> Result<Resp, s
     let (route, resp) = route_request(&state, &req).await;
     let status = resp.status().as_u16();
     metrics::get().http_requests.get_or_create(&HttpLabels { route, status }).inc();
-    let mut resp = finish(resp);
+    let mut resp = finish(resp, !matches!(route, "metrics" | "healthz"));
     if head {
         let len = resp.body().len();
         *resp.body_mut() = Chunks::empty();
@@ -89,6 +111,21 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
     let Some(route) = Route::parse(rest, &run) else {
         return ("unknown", not_found(path));
     };
+    let status_route = matches!(route, Route::Health | Route::Metrics);
+    let listed = match state.serves {
+        Serves::Everything => true,
+        Serves::Viewers => !status_route,
+        Serves::Status => status_route,
+    };
+    if !listed {
+        return ("unknown", not_found(path));
+    }
+    // The player page and its scripts hold no media and are the same for everyone: public.
+    let public = matches!(route, Route::Asset(_));
+    let token = match if public { Ok(String::new()) } else { super::auth::guard(state, req, rest, status_route) } {
+        Ok(t) => t,
+        Err((e, challenge)) => return (route.label(), super::auth::denied(&e, challenge)),
+    };
     let gzip = accepts_gzip(req.headers());
     let resp = match &route {
         Route::Asset(name) => match super::assets::lookup(name) {
@@ -100,8 +137,8 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
             }
             None => not_found(path),
         },
-        Route::Multivariant => multivariant(state, gzip).await,
-        Route::Media => media_playlist(state, req.uri().query(), gzip).await,
+        Route::Multivariant => multivariant(state, gzip, &token).await,
+        Route::Media => media_playlist(state, req.uri().query(), gzip, &token).await,
         Route::Init(id) => {
             let snap = state.snapshots.borrow().clone();
             match snap.init(*id) {
@@ -197,21 +234,22 @@ fn hold_timeout(snap: &Snapshot) -> Duration {
     Duration::from_secs_f64(timeout_secs(snap))
 }
 
-async fn multivariant(state: &HttpState, gzip: bool) -> Resp {
+async fn multivariant(state: &HttpState, gzip: bool, token: &str) -> Resp {
     let timeout = hold_timeout(&state.snapshots.borrow());
     let snap = match wait_for(state, timeout, |s| s.info().is_some().then(|| s.clone())).await {
         Waited::Ready(s) => s,
         Waited::TimedOut => return unavailable("the stream has not started yet; retry shortly\n"),
         Waited::Full => return held_full(),
     };
-    let text = render_multivariant_to(&snap, &format!("{}?run={}", names::MEDIA, snap.run_id)).unwrap_or_default();
+    let media = with_query(format!("{}?run={}", names::MEDIA, snap.run_id), token);
+    let text = render_multivariant_to(&snap, &media).unwrap_or_default();
     let mut r = playlist_response(Bytes::from(text), gzip);
     let t = snap.target_duration.unwrap_or(1);
     set(&mut r, header::CACHE_CONTROL, &cache::live_playlist(t));
     r
 }
 
-async fn media_playlist(state: &HttpState, query: Option<&str>, gzip: bool) -> Resp {
+async fn media_playlist(state: &HttpState, query: Option<&str>, gzip: bool, token: &str) -> Resp {
     let d = match Directives::parse(query) {
         Ok(d) => d,
         Err(msg) => return bad_request(&msg),
@@ -235,12 +273,18 @@ async fn media_playlist(state: &HttpState, query: Option<&str>, gzip: bool) -> R
         return unavailable("the stream ended before its first segment\n");
     }
     let idx = (d.skip as usize) * 2 + gzip as usize;
-    let body = snap.rendered[idx]
-        .get_or_init(|| {
-            let text = Bytes::from(render_media(&snap, d.skip).unwrap_or_default());
-            if gzip { gzip_bytes(&text) } else { text }
-        })
-        .clone();
+    let body = if token.is_empty() {
+        snap.rendered[idx]
+            .get_or_init(|| {
+                let text = Bytes::from(render_media(&snap, d.skip).unwrap_or_default());
+                if gzip { gzip_bytes(&text) } else { text }
+            })
+            .clone()
+    } else {
+        // Signed: the viewer's token goes into every URI, so this rendering is not shared.
+        let text = Bytes::from(render_media_q(&snap, d.skip, token).unwrap_or_default());
+        if gzip { gzip_bytes(&text) } else { text }
+    };
     let mut r = bytes_response(body, "application/vnd.apple.mpegurl");
     playlist_headers(&mut r, gzip);
     let t = snap.target_duration.unwrap_or(1);
@@ -361,11 +405,14 @@ pub(super) fn unavailable(msg: &str) -> Resp {
     r
 }
 
-/// Adds the headers every response carries (CORS for any origin; hls.js reads `Age`).
-fn finish(mut r: Resp) -> Resp {
-    let h = r.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Age, Content-Length, Date"));
+/// Adds the headers every response carries: with `cors`, CORS for any origin (hls.js reads
+/// `Age`); `/metrics` and `/healthz` get none, so other sites' pages cannot read them.
+fn finish(mut r: Resp, cors: bool) -> Resp {
+    if cors {
+        let h = r.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Age, Content-Length, Date"));
+    }
     if r.status() != StatusCode::NO_CONTENT {
         let len = r.body().len();
         r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));

@@ -1,5 +1,5 @@
-//! The HTTP origin: HTTP/1.1, HTTP/2 cleartext with prior knowledge, or TLS with ALPN; the TLS
-//! acceptor and the snapshot endpoint live here.
+//! The HTTP origin: HTTP/1.1, HTTP/2 cleartext with prior knowledge, or TLS with ALPN (the
+//! reloading acceptor in [`tls`]); the snapshot endpoint lives here.
 //!
 //! Connections come from a `TcpListener` the caller bound (tests bind port 0) and are served by
 //! [`server::serve`] under the limits of [`limits::HttpLimits`] and the per-connection timeouts
@@ -7,19 +7,20 @@
 //! `watch` receiver.
 
 pub mod assets;
+pub mod auth;
 pub mod body;
 pub mod conn;
 pub mod handlers;
 pub mod limits;
 pub mod routes;
 pub mod server;
+pub mod tls;
 
 pub use limits::HttpLimits;
 pub use server::serve;
+pub use tls::tls_acceptor;
 
 use handlers::{HttpState, Resp};
-use std::path::Path;
-use std::sync::Arc;
 
 /// Errors setting up the server.
 #[derive(Debug, thiserror::Error)]
@@ -30,29 +31,6 @@ pub enum HttpError {
     TlsEmpty { path: String, what: &'static str },
     #[error("TLS: certificate/key rejected: {0}")]
     Tls(String),
-}
-
-/// Loads a rustls acceptor from PEM files; ALPN offers h2 and http/1.1.
-pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, HttpError> {
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|err| HttpError::TlsRead { path: p.display().to_string(), err })
-    };
-    let cert_pem = read(cert)?;
-    let key_pem = read(key)?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..]).filter_map(Result::ok).collect();
-    if certs.is_empty() {
-        return Err(HttpError::TlsEmpty { path: cert.display().to_string(), what: "PEM certificate" });
-    }
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .ok()
-        .flatten()
-        .ok_or_else(|| HttpError::TlsEmpty { path: key.display().to_string(), what: "PEM private key" })?;
-    let mut cfg = tokio_rustls::rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| HttpError::Tls(e.to_string()))?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
 /// `/snapshot.jpg`: the newest keyframe as JPEG, decoded on request at most once per keyframe.

@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod file;
 pub mod reader;
+pub mod stderr;
 pub mod stream;
 pub mod testsrc;
 pub mod v4l2;
@@ -28,7 +29,8 @@ pub enum SourceSpec {
     Testsrc,
     Stdin,
     File(PathBuf),
-    Exec(String),
+    /// Masked in `Debug`/`Display` (the command may hold passwords or keys).
+    Exec(crate::secret::Masked),
     Tcp(String),
     /// `v4l2:/dev/videoN`: a V4L2 camera.
     V4l2(PathBuf),
@@ -48,7 +50,7 @@ impl FromStr for SourceSpec {
             if c.trim().is_empty() {
                 return Err("exec: needs a command, e.g. exec:rpicam-vid -t 0 --inline -o -".into());
             }
-            Ok(SourceSpec::Exec(c.to_string()))
+            Ok(SourceSpec::Exec(c.into()))
         } else if let Some(a) = s.strip_prefix("tcp://") {
             if !a.contains(':') {
                 return Err(format!("tcp://{a}: needs HOST:PORT, e.g. tcp://raspberrypi.local:8888"));
@@ -61,7 +63,8 @@ impl FromStr for SourceSpec {
             Ok(SourceSpec::V4l2(PathBuf::from(p)))
         } else {
             Err(format!(
-                "unknown source '{s}': use testsrc, stdin, file:PATH, exec:COMMAND, tcp://HOST:PORT or v4l2:/dev/videoN"
+                "unknown source '{}': use testsrc, stdin, file:PATH, exec:COMMAND, tcp://HOST:PORT or v4l2:/dev/videoN",
+                crate::secret::mask(s)
             ))
         }
     }

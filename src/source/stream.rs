@@ -12,7 +12,6 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 /// Runs the blocking reader on its own thread until the input ends.
@@ -69,7 +68,8 @@ fn report(name: &str, ended: &Ended) -> bool {
     true
 }
 
-/// `exec:COMMAND`: runs `sh -c COMMAND`, reads stdout, logs stderr, restarts with backoff.
+/// `exec:COMMAND`: runs `sh -c COMMAND`, reads stdout, logs stderr ([`super::stderr`]), restarts
+/// with backoff. The command is only ever printed masked ([`crate::secret::mask`]).
 pub async fn run_exec(
     cmd: &str,
     cfg: &SourceConfig,
@@ -78,6 +78,8 @@ pub async fn run_exec(
 ) -> Result<(), SourceError> {
     let mut backoff = Backoff::default();
     let mut attempt = 0u64;
+    let shown = crate::secret::mask(cmd);
+    let name = format!("exec:{shown}");
     loop {
         attempt += 1;
         let started = Instant::now();
@@ -92,29 +94,24 @@ pub async fn run_exec(
         let ended = match child {
             Err(e) => Ended::Io(e),
             Ok(mut child) => {
-                tracing::info!(command = cmd, pid = child.id(), attempt, "encoder started");
+                tracing::info!(command = %shown, pid = child.id(), attempt, "encoder started");
                 if let Some(err) = child.stderr.take() {
-                    tokio::spawn(async move {
-                        let mut lines = BufReader::new(err).lines();
-                        while let Ok(Some(line)) = lines.next_line().await {
-                            tracing::info!(target: "hlsd::encoder", "{line}");
-                        }
-                    });
+                    tokio::spawn(super::stderr::log_lines(err, child.id()));
                 }
                 let out = child.stdout.take().expect("stdout is piped");
                 let ended = match out.into_owned_fd() {
-                    Ok(fd) => pump(std::fs::File::from(fd), &format!("exec:{cmd}"), cfg, frame_duration, &tx).await,
+                    Ok(fd) => pump(std::fs::File::from(fd), &name, cfg, frame_duration, &tx).await,
                     Err(e) => Ended::Io(e),
                 };
                 let _ = child.start_kill();
                 match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
-                    Ok(Ok(status)) => tracing::info!(command = cmd, %status, "encoder exited"),
-                    _ => tracing::warn!(command = cmd, "encoder did not exit after kill"),
+                    Ok(Ok(status)) => tracing::info!(command = %shown, %status, "encoder exited"),
+                    _ => tracing::warn!(command = %shown, "encoder did not exit after kill"),
                 }
                 ended
             }
         };
-        if !report(&format!("exec:{cmd}"), &ended) {
+        if !report(&name, &ended) {
             return Ok(());
         }
         if tx.send(SourceEvent::Discontinuity { reason: "encoder restart".into() }).await.is_err() {

@@ -29,15 +29,7 @@ pub enum Retention {
 }
 
 /// A secret that `Debug` does not show.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
+pub use crate::secret::Secret;
 
 /// One `[[output]]`. Exactly one of `url`, `dir`, `bucket` says where.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -120,9 +112,16 @@ impl<'de> Deserialize<'de> for OutputSpecEntry {
 }
 
 /// Wrapper giving [`OutputSpec`] its string-or-table TOML form (used by `Config::output`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Its `Debug` also masks URL passwords in `url`/`endpoint` (credentials print as `***` anyway).
+#[derive(Clone, PartialEq, Serialize)]
 #[serde(transparent)]
 pub struct OutputSpecEntry(pub OutputSpec);
+
+impl std::fmt::Debug for OutputSpecEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::secret::mask(&format!("{:?}", self.0)))
+    }
+}
 
 impl FromStr for OutputSpecEntry {
     type Err = String;

@@ -42,7 +42,7 @@ pub fn spawn(cfg: &Config, inputs: &super::SinkInputs) -> Result<Vec<JoinHandle<
         let label = spec.label();
         let err = |msg: String| OutputError::Setup {
             label: label.clone(),
-            msg,
+            msg: crate::secret::mask(&msg),
         };
         let target = spec.target().map_err(err)?;
         let pcfg = publisher_config(spec, &label, cfg.window);
@@ -72,7 +72,7 @@ pub fn spawn(cfg: &Config, inputs: &super::SinkInputs) -> Result<Vec<JoinHandle<
             Target::S3 { bucket, prefix } => {
                 let settings = spec.s3_settings(&bucket, cfg.s3_endpoint.as_deref());
                 let store = S3Store::new(&settings).map_err(|e| err(e.to_string()))?;
-                tracing::info!(output = %label, endpoint = settings.endpoint.as_deref().unwrap_or("AWS"),
+                tracing::info!(output = %label, endpoint = %crate::secret::mask(settings.endpoint.as_deref().unwrap_or("AWS")),
                     path_style = settings.path_style, retention = ?pcfg.retention, parts = pcfg.parts, "publishing to S3");
                 handles.push(tokio::spawn(publisher::run(
                     Arc::new(store),

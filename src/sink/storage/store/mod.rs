@@ -93,6 +93,7 @@ fn check_key(key: &str) -> Result<(), StoreError> {
 fn io_err(key: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Io {
         key: key.into(),
-        msg: e.to_string(),
+        // object_store quotes the request URL, which may carry endpoint credentials.
+        msg: crate::secret::mask(&e.to_string()),
     }
 }
