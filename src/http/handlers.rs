@@ -6,12 +6,13 @@
 
 use super::body::Chunks;
 use super::limits::HeldLimit;
-use super::routes::{cache, Route};
+use super::routes::Route;
 use crate::hls::blocking::{decide, timeout_secs, Decision, Directives};
 use super::auth::Access;
 use crate::hls::playlist::{names, render_media, render_media_q, render_multivariant_to, with_query};
 use crate::hls::window::Snapshot;
 use crate::metrics::{self, HttpLabels};
+use crate::policy::{self, content_type, Object, Playlist};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use std::io::Write;
@@ -142,7 +143,7 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
         Route::Init(id) => {
             let snap = state.snapshots.borrow().clone();
             match snap.init(*id) {
-                Some(i) => immutable(i.data.clone(), "video/mp4"),
+                Some(i) => media(i.data.clone(), Object::Init),
                 None => not_found(path),
             }
         }
@@ -150,7 +151,7 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
         Route::Segment(msn) => {
             let snap = state.snapshots.borrow().clone();
             match snap.segment(*msn) {
-                Some(s) => immutable_chunks(Chunks::new(s.parts.iter().map(|p| p.data.clone())), "video/iso.segment"),
+                Some(s) => media(Chunks::new(s.parts.iter().map(|p| p.data.clone())), Object::Segment),
                 None => not_found(path),
             }
         }
@@ -158,7 +159,7 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
         Route::Health => health(state),
         Route::Metrics => {
             let mut r = bytes_response(Bytes::from(metrics::get().encode()), "text/plain; version=0.0.4; charset=utf-8");
-            set(&mut r, header::CACHE_CONTROL, cache::NO_STORE);
+            set(&mut r, header::CACHE_CONTROL, policy::NO_STORE);
             r
         }
     };
@@ -245,7 +246,7 @@ async fn multivariant(state: &HttpState, gzip: bool, token: &str) -> Resp {
     let text = render_multivariant_to(&snap, &media).unwrap_or_default();
     let mut r = playlist_response(Bytes::from(text), gzip);
     let t = snap.target_duration.unwrap_or(1);
-    set(&mut r, header::CACHE_CONTROL, &cache::live_playlist(t));
+    set(&mut r, header::CACHE_CONTROL, &Object::Playlist(Playlist::Live { target: t }).cache_control());
     r
 }
 
@@ -285,17 +286,17 @@ async fn media_playlist(state: &HttpState, query: Option<&str>, gzip: bool, toke
         let text = Bytes::from(render_media_q(&snap, d.skip, token).unwrap_or_default());
         if gzip { gzip_bytes(&text) } else { text }
     };
-    let mut r = bytes_response(body, "application/vnd.apple.mpegurl");
+    let mut r = bytes_response(body, content_type::PLAYLIST);
     playlist_headers(&mut r, gzip);
     let t = snap.target_duration.unwrap_or(1);
-    let cc = if snap.ended {
-        cache::ENDED_PLAYLIST.to_string()
+    let kind = if snap.ended {
+        Playlist::Ended
     } else if d.is_blocking() {
-        cache::blocking_playlist(t)
+        Playlist::Blocking { target: t }
     } else {
-        cache::live_playlist(t)
+        Playlist::Live { target: t }
     };
-    set(&mut r, header::CACHE_CONTROL, &cc);
+    set(&mut r, header::CACHE_CONTROL, &Object::Playlist(kind).cache_control());
     r
 }
 
@@ -313,7 +314,7 @@ async fn part(state: &HttpState, global: u64, path: &str) -> Resp {
     })
     .await;
     match found {
-        Waited::Ready(Some(data)) => immutable(data, "video/iso.segment"),
+        Waited::Ready(Some(data)) => media(data, Object::Part),
         Waited::Ready(None) => not_found(path),
         Waited::Full => held_full(),
         Waited::TimedOut => unavailable("the hinted part did not arrive in time (source stalled?)\n"),
@@ -329,7 +330,7 @@ fn health(state: &HttpState) -> Resp {
         snap.next_part
     );
     let mut r = bytes_response(Bytes::from(body), "application/json");
-    set(&mut r, header::CACHE_CONTROL, cache::NO_STORE);
+    set(&mut r, header::CACHE_CONTROL, policy::NO_STORE);
     r
 }
 
@@ -341,7 +342,7 @@ fn gzip_bytes(b: &[u8]) -> Bytes {
 
 fn playlist_response(text: Bytes, gzip: bool) -> Resp {
     let body = if gzip { gzip_bytes(&text) } else { text };
-    let mut r = bytes_response(body, "application/vnd.apple.mpegurl");
+    let mut r = bytes_response(body, content_type::PLAYLIST);
     playlist_headers(&mut r, gzip);
     r
 }
@@ -365,14 +366,11 @@ pub(super) fn bytes_response(body: Bytes, content_type: &'static str) -> Resp {
     r
 }
 
-fn immutable(data: Bytes, content_type: &'static str) -> Resp {
-    immutable_chunks(Chunks::from(data), content_type)
-}
-
-fn immutable_chunks(body: Chunks, content_type: &'static str) -> Resp {
-    let mut r = Response::new(body);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache::IMMUTABLE));
+/// A media object (init, part, segment): its Content-Type and Cache-Control from [`policy`].
+fn media(body: impl Into<Chunks>, object: Object) -> Resp {
+    let mut r = Response::new(body.into());
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(object.content_type()));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(policy::IMMUTABLE));
     r
 }
 
@@ -380,7 +378,7 @@ pub(super) fn plain(status: StatusCode, msg: &str) -> Resp {
     let mut r = Response::new(Chunks::from(msg.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache::NO_STORE));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(policy::NO_STORE));
     r
 }
 

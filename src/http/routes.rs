@@ -1,4 +1,5 @@
-//! Typed routes and their cache policy. Only these paths are served; anything else is 404.
+//! Typed routes. Only these paths are served; anything else is 404. What each response carries
+//! (Content-Type, Cache-Control) is decided in [`crate::policy`], shared with the storage outputs.
 //!
 //! Media object names carry the run id (`playlist::names`), so a name from an earlier run of the
 //! process is unknown (404) rather than a wrong object served from a stale cache.
@@ -83,31 +84,6 @@ fn media(rest: &str) -> Option<Route> {
     None
 }
 
-/// Cache-Control values (ll-hls.md §2; T = target duration in seconds).
-pub mod cache {
-    /// Init, parts and segments never change under their (run-unique) names.
-    pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-    /// Errors are never cached.
-    pub const NO_STORE: &str = "no-store";
-
-    /// A blocking playlist response is keyed by its directives: cacheable for 6 T... but its
-    /// content is a moment of a live stream, so keep it brief at the edge.
-    pub fn blocking_playlist(t: u32) -> String {
-        format!("public, max-age={}", 6 * t)
-    }
-
-    /// A non-blocking playlist: at most half a target duration.
-    pub fn live_playlist(t: u32) -> String {
-        match t / 2 {
-            0 => "no-cache".to_string(),
-            s => format!("public, max-age={s}"),
-        }
-    }
-
-    /// A playlist with EXT-X-ENDLIST does not change any more.
-    pub const ENDED_PLAYLIST: &str = "public, max-age=60";
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,13 +106,11 @@ mod tests {
         assert_eq!(Route::parse("x", r), None);
         // Another run's object is just an unknown asset name (the asset lookup 404s it).
         assert_eq!(Route::parse("/old-p1.m4s", r), Some(Route::Asset("old-p1.m4s".into())));
-        assert_eq!(cache::live_playlist(1), "no-cache");
         for p in ["/../etc/passwd", "/a/./b", "/%2e%2e/x", "/%2E%2E%2Fetc", "/..%2fmedia.m3u8", "/x%5c..", "/a\\b", "/..", "/x%00"] {
             assert!(is_traversal(p), "{p}");
         }
         for p in ["/", "/media.m3u8", "/k3x-p1.m4s", "/..x", "/a..b", "/%20"] {
             assert!(!is_traversal(p), "{p}");
         }
-        assert_eq!(cache::live_playlist(4), "public, max-age=2");
     }
 }
