@@ -184,6 +184,7 @@ async fn a_stream_whose_only_idr_is_the_first_frame() {
     assert_eq!(segs.len(), 1, "{}", pl.text);
     assert!((segs[0].extinf.unwrap() - 10.0).abs() < 1e-3, "{}", pl.text);
     assert_eq!(pl.target, Some(10));
+    assert!(pl.text.contains("# hlsd: no IDR") && pl.text.contains("--intra"), "the playlist says why: {}", pl.text);
     let groups = probe_playlist(&c, &srv.base, &pl, dir.path()).await;
     assert_eq!((groups[0].1, groups[0].0.frames), (300, 300));
     let dropped = metric(&c, &srv, "hlsd_frames_dropped_total{reason=\"idr_overdue\"}").await;

@@ -100,6 +100,11 @@ pub fn render_media_q(snap: &Snapshot, delta: bool, q: &str) -> Option<String> {
     let _ = writeln!(o, "#EXT-X-MEDIA-SEQUENCE:{}", snap.media_sequence());
     let _ = writeln!(o, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", snap.discontinuity_sequence);
     o.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    if matches!(snap.awaiting_idr, Some((_, true))) {
+        // A comment (RFC 8216 4.1: lines starting with '#' but not '#EXT' are ignored by players)
+        // for whoever reads the playlist while the stream is stuck.
+        o.push_str(NO_IDR_COMMENT);
+    }
     if skip > 0 {
         let _ = writeln!(o, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skip}");
     }
@@ -126,6 +131,12 @@ pub fn render_media_q(snap: &Snapshot, delta: bool, q: &str) -> Option<String> {
     }
     Some(o)
 }
+
+/// Comment line in the media playlist while the segmenter waits for an IDR after ending a segment
+/// at the maximum length (the encoder sends none): says what to fix.
+pub const NO_IDR_COMMENT: &str = "# hlsd: no IDR (keyframe) from the encoder within the maximum segment length: new frames \
+     are dropped until the next IDR. Set the encoder's IDR interval (rpicam-vid --intra 30, ffmpeg -g 30) and disable \
+     intra refresh.\n";
 
 /// One segment: DISCONTINUITY, MAP (when the init changes), PDT, its parts (if `parts` or open), EXTINF + URI.
 pub fn render_segment(o: &mut String, run: &str, seg: &SegmentView, parts: bool, init: &mut Option<u32>) {

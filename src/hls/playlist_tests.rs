@@ -88,6 +88,19 @@ fn discontinuity_playlist_golden() {
 }
 
 #[test]
+fn stuck_without_idr_playlist_says_so_in_a_comment() {
+    let (mut w, snap) = window_after(75, None);
+    let text = render_media(&snap, false).unwrap();
+    assert!(!text.contains("# hlsd:"), "{text}");
+    w.apply(&mut vec![Output::IdrOverdue { msn: 2, secs: 10.0 }], 0);
+    let stuck = w.snapshot();
+    let text = render_media(&stuck, false).unwrap();
+    assert!(text.contains(NO_IDR_COMMENT) && NO_IDR_COMMENT.contains("--intra"), "{text}");
+    let p = parse_back(&text);
+    assert_eq!(p.segments.len(), parse_back(&render_media(&snap, false).unwrap()).segments.len());
+}
+
+#[test]
 fn ended_playlist_has_endlist_and_no_hint() {
     let (mut w, _) = window_after(75, None);
     w.end();
