@@ -4,7 +4,7 @@
 //! finds NAL boundaries, and this module groups NAL units into access units following
 //! ITU-T H.264 7.4.1.2.3: an AU ends before an AUD, SPS, PPS, SEI or NAL types 14–18, or before
 //! a slice with `first_mb_in_slice == 0`, once the current AU holds a picture. Output goes to the
-//! timestamping stage of the source (`source::bytes`).
+//! timestamping stage of the source (`source::reader` for live byte streams, `source::file`).
 //!
 //! A NAL unit is normally ended by the next start code, which arrives with the *next* frame. To
 //! avoid a frame of delay, the source calls [`AuParser::flush`] when its input goes idle (the
@@ -62,8 +62,6 @@ pub struct AuParser {
     bytes_seen: u64,
     /// Pictures dropped because no parameter sets or IDR had been seen yet.
     pub skipped_before_start: u64,
-    /// NAL units with a forbidden bit or unknown layout, ignored.
-    pub bad_nals: u64,
     started: bool,
     /// An error found while finishing an AU, reported by the next push/flush.
     pending_error: Option<H264Error>,
@@ -97,7 +95,6 @@ impl AuParser {
             out: VecDeque::new(),
             bytes_seen: 0,
             skipped_before_start: 0,
-            bad_nals: 0,
             started: false,
             pending_error: None,
             max_au,
@@ -148,11 +145,6 @@ impl AuParser {
     /// input had pictures but never the parameter sets needed to decode them.
     pub fn end_error(&self) -> Option<H264Error> {
         (self.format.is_none() && self.skipped_before_start > 0).then_some(H264Error::NoSps(self.bytes_seen))
-    }
-
-    /// The current stream format, once known.
-    pub fn format(&self) -> Option<&TrackInfo> {
-        self.format.as_ref()
     }
 
     fn take_nals(&mut self) -> Result<(), H264Error> {
@@ -210,14 +202,14 @@ impl AuParser {
     fn on_nal(&mut self, framed: Bytes) -> Result<(), H264Error> {
         let nal = framed.slice(4..);
         if nal[0] & 0x80 != 0 {
-            self.bad_nals += 1;
+            malformed(&nal);
             return Ok(());
         }
         let t = nal[0] & 0x1f;
         match t {
             nal_type::SLICE | nal_type::IDR => {
                 let Some((first_mb, slice_type)) = slice_header_peek(&nal) else {
-                    self.bad_nals += 1;
+                    malformed(&nal);
                     return Ok(());
                 };
                 if slice_type == SLICE_TYPE_B {
@@ -324,3 +316,9 @@ mod tests;
 #[cfg(test)]
 #[path = "parser_limits_tests.rs"]
 mod limits_tests;
+
+/// A NAL unit with the forbidden bit set or a slice header that cannot be read: ignored, and
+/// its bytes counted (`hlsd_input_discarded_bytes_total{reason="malformed_nal"}`).
+fn malformed(nal: &[u8]) {
+    crate::metrics::get().input_discarded_bytes.get_or_create(&ReasonLabels { reason: "malformed_nal" }).inc_by(nal.len() as u64);
+}

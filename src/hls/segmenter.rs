@@ -87,7 +87,6 @@ struct Pending {
 /// Counters a caller may export.
 #[derive(Debug, Default, Clone)]
 pub struct SegmenterStats {
-    pub frames_in: u64,
     pub frames_dropped_waiting_idr: u64,
     /// Frames dropped after a segment was ended for want of an IDR ([`Output::IdrOverdue`]).
     pub frames_dropped_idr_overdue: u64,
@@ -203,7 +202,6 @@ impl Segmenter {
     }
 
     fn on_frame(&mut self, f: Frame, out: &mut Vec<Output>) -> Result<(), MuxError> {
-        self.stats.frames_in += 1;
         if !f.idr && !self.wait_idr {
             self.check_overdue(out)?;
         }

@@ -1,7 +1,7 @@
 //! The live window: the parts and segments a client can fetch, published as immutable snapshots.
 //!
-//! Fed by the segmenter task with [`Output`] events; read by HTTP handlers (and, later, output
-//! sinks) through a `tokio::sync::watch` channel of `Arc<Snapshot>`, so a blocked playlist or
+//! Fed by the segmenter task with [`Output`] events; read by the HTTP handlers and the disk/S3
+//! outputs (`sink::storage`) through a `tokio::sync::watch` channel of `Arc<Snapshot>`, so a blocked playlist or
 //! preload-hinted part request simply awaits the next snapshot — no polling. Every snapshot is
 //! self-contained: parts hold refcounted `Bytes`, completed segments are shared `Arc`s.
 //!
@@ -196,11 +196,6 @@ impl Window {
         let state = Snapshot { run_id, idr_grace, ..Default::default() };
         let (tx, rx) = watch::channel(Arc::new(state.clone_shallow()));
         (Window { cfg, state, open: None, tx, overlong: 0 }, rx)
-    }
-
-    /// A receiver for readers created later.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
-        self.tx.subscribe()
     }
 
     /// Applies segmenter outputs and publishes one new snapshot.

@@ -2,7 +2,9 @@
 //! part requests that wait on the live window's snapshots (no polling).
 //!
 //! Requests come from `http::server` (HTTP/1.1, h2c, or TLS); data comes from the window's
-//! `watch` channel. Every response passes through [`finish`], which adds CORS headers.
+//! `watch` channel. Access control ([`super::auth`]) is checked before routing; every response
+//! passes through [`finish`], which sets Content-Length and adds CORS headers (except on the
+//! status routes `/metrics` and `/healthz`).
 
 use super::body::Chunks;
 use super::limits::HeldLimit;
