@@ -52,81 +52,81 @@ pub struct Config {
 
     /// Segment target in seconds. Segments are cut at the first IDR at or after it, so the
     /// encoder's keyframe interval should be a divisor of it (rpicam-vid --intra, ffmpeg -g).
-    #[arg(long, global = true, default_value_t = 1.0)]
+    #[arg(long, env = "HLSD_SEGMENT_DURATION", global = true, default_value_t = 1.0)]
     pub segment_duration: f64,
 
     /// Part target in seconds (rounded down to whole frames; at least one frame).
-    #[arg(long, global = true, default_value_t = 0.2)]
+    #[arg(long, env = "HLSD_PART_DURATION", global = true, default_value_t = 0.2)]
     pub part_duration: f64,
 
     /// Segments listed in the live playlist (at least 6).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "HLSD_WINDOW", default_value_t = 10)]
     pub window: usize,
 
     /// Frame rate of the input when its SPS has no timing info (e.g. 25 for raspivid streams).
-    #[arg(long, global = true)]
+    #[arg(long, env = "HLSD_FRAMERATE", global = true)]
     pub framerate: Option<f64>,
 
     /// Replay file sources as fast as possible instead of in real time.
-    #[arg(long)]
+    #[arg(long, env = "HLSD_NO_PACE")]
     pub no_pace: bool,
 
     /// Loop file sources.
-    #[arg(long = "loop")]
+    #[arg(long = "loop", env = "HLSD_LOOP")]
     #[serde(rename = "loop")]
     pub looped: bool,
 
     /// Milliseconds of input silence after which a frame being read is taken as complete
     /// (stdin/exec/tcp; doubles by itself if the input turns out to pause inside frames);
     /// 0 waits for the next frame's start code instead (one frame more delay).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, env = "HLSD_IDLE_FLUSH_MS", default_value_t = 1.0)]
     pub idle_flush_ms: f64,
 
     /// Seconds without data after which exec sources are restarted and tcp sources reconnected.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, env = "HLSD_STALL_TIMEOUT", default_value_t = 10.0)]
     pub stall_timeout: f64,
 
     /// Test source (and v4l2 camera) width.
-    #[arg(long, default_value_t = 1280)]
+    #[arg(long, env = "HLSD_WIDTH", default_value_t = 1280)]
     pub width: u32,
     /// Test source (and v4l2 camera) height.
-    #[arg(long, default_value_t = 720)]
+    #[arg(long, env = "HLSD_HEIGHT", default_value_t = 720)]
     pub height: u32,
     /// Test source (and v4l2 camera) frame rate.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "HLSD_FPS", default_value_t = 30)]
     pub fps: u32,
     /// Test source keyframe (IDR) interval in frames.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "HLSD_KEYINT", default_value_t = 30)]
     pub keyint: u32,
     /// Test source bitrate in bits per second.
-    #[arg(long, default_value_t = 2_000_000)]
+    #[arg(long, env = "HLSD_BITRATE", default_value_t = 2_000_000)]
     pub bitrate: u32,
 
     /// v4l2: encoder bitrate in bits per second (default: the device's own).
-    #[arg(long)]
+    #[arg(long, env = "HLSD_V4L2_BITRATE")]
     pub v4l2_bitrate: Option<u32>,
     /// v4l2: IDR interval in frames (default: fps × segment-duration, one GOP per segment).
-    #[arg(long)]
+    #[arg(long, env = "HLSD_V4L2_IDR_INTERVAL")]
     pub v4l2_idr_interval: Option<u32>,
     /// v4l2: H.264 profile: baseline, constrained-baseline, main, extended or high (default: the device's).
-    #[arg(long)]
+    #[arg(long, env = "HLSD_V4L2_PROFILE")]
     pub v4l2_profile: Option<String>,
     /// v4l2: H.264 level, e.g. 4 or 4.1 (default: the device's).
-    #[arg(long)]
+    #[arg(long, env = "HLSD_V4L2_LEVEL")]
     pub v4l2_level: Option<String>,
     /// v4l2: ask the encoder to repeat SPS/PPS before every IDR (true or false).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "HLSD_V4L2_REPEAT_HEADERS", default_value_t = true, action = clap::ArgAction::Set)]
     pub v4l2_repeat_headers: bool,
     /// v4l2: M2M H.264 encoder for cameras that give raw frames (default: the first one found,
     /// /dev/video11 on a Pi 4).
-    #[arg(long)]
+    #[arg(long, env = "HLSD_V4L2_ENCODER")]
     pub v4l2_encoder: Option<PathBuf>,
 
     /// PEM certificate chain: serve HTTPS (HTTP/2 via ALPN) instead of cleartext.
-    #[arg(long, requires = "tls_key")]
+    #[arg(long, env = "HLSD_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert. Both files are reloaded on SIGHUP and when they change.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, env = "HLSD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
     /// Secret for signed viewer URLs (HMAC-SHA256, at least 16 bytes): when set, viewers need a
@@ -144,27 +144,27 @@ pub struct Config {
     pub metrics_auth: Option<Secret>,
 
     /// Seconds an idle client connection is kept, and the limit for reading a request header.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, env = "HLSD_HTTP_TIMEOUT", default_value_t = 30.0)]
     pub http_timeout: f64,
     /// Seconds from accepting a connection to its first byte; also bounds the TLS handshake.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, env = "HLSD_HTTP_FIRST_BYTE_TIMEOUT", default_value_t = 10.0)]
     pub http_first_byte_timeout: f64,
     /// Seconds a response may make no progress (the client stopped reading) before the
     /// connection is closed. Held requests waiting for data do not count.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, env = "HLSD_HTTP_WRITE_TIMEOUT", default_value_t = 20.0)]
     pub http_write_timeout: f64,
     /// Most open client connections; lowered to the open-file limit minus a reserve (logged).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, env = "HLSD_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
     /// Most open connections per client address (IPv6: per /64); 0 = no limit.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, env = "HLSD_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
     pub max_connections_per_ip: usize,
     /// Addresses exempt from max-connections-per-ip (reverse proxies), comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1,::1")]
+    #[arg(long, env = "HLSD_TRUSTED_PROXIES", value_delimiter = ',', default_value = "127.0.0.1,::1")]
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Most requests held at once (blocking playlist reloads and preload-hinted parts, about
     /// 1-2 per LL-HLS viewer); beyond it they are answered 503 with Retry-After.
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, env = "HLSD_MAX_HELD_REQUESTS", default_value_t = 8192)]
     pub max_held_requests: usize,
 
     /// Also publish the stream to this RTMP/RTMPS ingest URL (repeatable; HLSD_RTMP takes
@@ -176,14 +176,14 @@ pub struct Config {
 
     /// Audio sent to RTMP destinations: none (video only) or silent (a silent AAC track, for
     /// ingest servers such as YouTube that expect audio).
-    #[arg(long, value_enum, default_value = "none")]
+    #[arg(long, env = "HLSD_RTMP_AUDIO", value_enum, default_value = "none")]
     pub rtmp_audio: crate::sink::rtmp::RtmpAudio,
 
     /// Also publish the stream as files (repeatable): dir:PATH (for nginx, Caddy or any static
     /// server) or s3://BUCKET/PREFIX (S3-compatible storage). In the config file: [[output]]
     /// tables (url, endpoint, region, path-style, prefix, retention, parts, concurrency, queue,
     /// credentials); see README "Publishing to disk and S3".
-    #[arg(long = "output", value_name = "dir:PATH|s3://BUCKET/PREFIX")]
+    #[arg(long = "output", env = "HLSD_OUTPUT", hide_env_values = true, value_name = "dir:PATH|s3://BUCKET/PREFIX", value_delimiter = ' ')]
     pub output: Vec<crate::sink::storage::config::OutputSpecEntry>,
 
     /// S3 endpoint of non-AWS stores (MinIO, R2, B2, Garage...), e.g. http://127.0.0.1:9000.
