@@ -499,6 +499,15 @@ async fn http_checks(c: &reqwest::Client, base: &str, tr: &Tracker) {
             .map(|v| v.to_str().unwrap()),
         Some("*")
     );
+    // Preflight only for served paths: anything else is 404 whatever the method.
+    let r = c
+        .request(reqwest::Method::OPTIONS, format!("{base}/no-such-thing.txt"))
+        .header("origin", "http://example.com")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
 
     // Health and metrics.
     let r = get(c, &format!("{base}/healthz")).await;

@@ -90,15 +90,7 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
         return ("invalid", plain(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &msg));
     }
     match *req.method() {
-        Method::GET | Method::HEAD => {}
-        Method::OPTIONS => {
-            let mut r = plain(StatusCode::NO_CONTENT, "");
-            let h = r.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
-            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
-            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
-            return ("preflight", r);
-        }
+        Method::GET | Method::HEAD | Method::OPTIONS => {}
         _ => {
             let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served\n");
             r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
@@ -122,6 +114,19 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
     };
     if !listed {
         return ("unknown", not_found(path));
+    }
+    if req.method() == Method::OPTIONS {
+        // CORS preflight, for known routes only (an unknown asset name is 404 like its GET). The
+        // status routes answer without CORS headers (see `handle`), so browsers refuse them.
+        if matches!(&route, Route::Asset(n) if super::assets::lookup(n).is_none()) {
+            return ("unknown", not_found(path));
+        }
+        let mut r = plain(StatusCode::NO_CONTENT, "");
+        let h = r.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        return (if status_route { route.label() } else { "preflight" }, r);
     }
     // The player page and its scripts hold no media and are the same for everyone: public.
     let public = matches!(route, Route::Asset(_));
