@@ -63,8 +63,9 @@ pub fn decide(snap: &Snapshot, d: &Directives) -> Decision {
     }
     // L = last complete segment; the open one is L+1.
     let next = snap.segments.last().map(|s| if s.complete { s.msn + 1 } else { s.msn }).unwrap_or(0);
-    let l = next as i64 - 1;
-    if m as i64 > l + 2 {
+    // Exact arithmetic: an msn above i64::MAX must not wrap into "behind" (found by fuzzing).
+    let l = i128::from(next) - 1;
+    if i128::from(m) > l + 2 {
         return Decision::BadRequest(format!(
             "_HLS_msn={m} is more than two segments ahead of the last complete segment {l}"
         )); // rule 8e
