@@ -17,8 +17,11 @@ pub use config::{config_toml, specs};
 pub use h264::{au_parser, sps};
 pub use requests::http_request;
 
+/// A harness: any bytes in, panics on a finding.
+pub type Harness = fn(&[u8]);
+
 /// The targets by name, for the smoke test and tools.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Harness)] = &[
     ("au_parser", au_parser),
     ("sps", sps),
     ("http_request", http_request),
