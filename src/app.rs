@@ -129,6 +129,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
                 let _ = events.send(ev.clone());
             }
             let dropped_before = seg.stats.frames_dropped_waiting_idr;
+            let overdue_before = seg.stats.frames_dropped_idr_overdue;
             if let Err(e) = seg.push(ev, &mut outs) {
                 tracing::error!(error = %e, "muxing failed; frame dropped");
                 m.frames_dropped.get_or_create(&ReasonLabels { reason: "mux_error" }).inc();
@@ -136,6 +137,10 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
             let dropped = seg.stats.frames_dropped_waiting_idr - dropped_before;
             if dropped > 0 {
                 m.frames_dropped.get_or_create(&ReasonLabels { reason: "waiting_for_idr" }).inc_by(dropped);
+            }
+            let overdue = seg.stats.frames_dropped_idr_overdue - overdue_before;
+            if overdue > 0 {
+                m.frames_dropped.get_or_create(&ReasonLabels { reason: "idr_overdue" }).inc_by(overdue);
             }
             let parts: Vec<_> = outs
                 .iter()

@@ -8,6 +8,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 /// Errors reading or validating the configuration.
@@ -225,19 +226,14 @@ impl Config {
         if let Err(msg) = self.source.parse::<SourceSpec>() {
             return bad("source", msg);
         }
-        if !(0.5..=10.0).contains(&self.segment_duration) {
-            return bad("segment-duration", format!("{} s is outside 0.5..10", self.segment_duration));
+        for (key, value, range) in self.float_options() {
+            finite_in(key, value, range)?;
         }
-        if !(0.03..=2.0).contains(&self.part_duration) || self.part_duration > self.segment_duration / 2.0 {
-            return bad("part-duration", format!("{} s must be within 0.03..2 and at most half the segment duration", self.part_duration));
+        if self.part_duration > self.segment_duration / 2.0 {
+            return bad("part-duration", format!("{} s must be at most half the segment duration", self.part_duration));
         }
         if self.window < 6 {
             return bad("window", format!("{} segments: at least 6 are needed (Apple HLS authoring spec 8.11)", self.window));
-        }
-        if let Some(f) = self.framerate {
-            if !(1.0..=240.0).contains(&f) {
-                return bad("framerate", format!("{f} is outside 1..240"));
-            }
         }
         if self.width < 16 || self.height < 16 || self.width % 2 == 1 || self.height % 2 == 1 || self.width > 4096 || self.height > 2304 {
             return bad("width/height", format!("{}x{} must be even and within 16x16..4096x2304", self.width, self.height));
@@ -257,12 +253,6 @@ impl Config {
         if !self.base_path.is_empty() && (!self.base_path.starts_with('/') || self.base_path.contains("..")) {
             return bad("base-path", format!("'{}' must start with / (e.g. /cams/birdbox)", self.base_path));
         }
-        if !(0.0..=50.0).contains(&self.idle_flush_ms) {
-            return bad("idle-flush-ms", format!("{} must be within 0..50", self.idle_flush_ms));
-        }
-        if self.http_timeout <= 0.0 || self.stall_timeout <= 0.0 {
-            return bad("http-timeout/stall-timeout", "must be positive".into());
-        }
         for o in &self.output {
             if let Err(msg) = o.0.validate() {
                 return bad("output", msg);
@@ -271,10 +261,37 @@ impl Config {
         Ok(())
     }
 
+    /// Every floating-point option with its allowed range. All of them go through [`finite_in`],
+    /// so none can be NaN or infinite (which would panic later in `Duration::from_secs_f64`).
+    fn float_options(&self) -> Vec<(&'static str, f64, RangeInclusive<f64>)> {
+        let mut v = vec![
+            ("segment-duration", self.segment_duration, 0.5..=10.0),
+            ("part-duration", self.part_duration, 0.03..=2.0),
+            ("idle-flush-ms", self.idle_flush_ms, 0.0..=50.0),
+            ("stall-timeout", self.stall_timeout, 0.1..=86_400.0),
+            ("http-timeout", self.http_timeout, 0.1..=3_600.0),
+        ];
+        if let Some(f) = self.framerate {
+            v.push(("framerate", f, 1.0..=240.0));
+        }
+        v
+    }
+
     /// Base path without a trailing slash ("" for none).
     pub fn base(&self) -> &str {
         self.base_path.trim_end_matches('/')
     }
+}
+
+/// Requires a float option to be finite and within `range` (NaN and ±inf are rejected).
+fn finite_in(key: &'static str, value: f64, range: RangeInclusive<f64>) -> Result<(), ConfigError> {
+    if value.is_finite() && range.contains(&value) {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        key,
+        msg: format!("{value} must be a finite number within {}..{}", range.start(), range.end()),
+    })
 }
 
 #[cfg(test)]
@@ -301,5 +318,30 @@ mod tests {
         assert!(e.contains("window"), "{e}");
         let e = Config::load_from(["hlsd", "--source", "rtsp://x"]).unwrap_err().to_string();
         assert!(e.contains("unknown source"), "{e}");
+    }
+
+    #[test]
+    fn every_float_option_rejects_nan_inf_and_negative() {
+        let base = Config::load_from(["hlsd"]).unwrap();
+        let floats = base.float_options();
+        assert_eq!(floats.len(), 5, "framerate is only listed when set");
+        for flag in ["segment-duration", "part-duration", "idle-flush-ms", "stall-timeout", "http-timeout", "framerate"] {
+            for bad in ["nan", "NaN", "inf", "-inf", "infinity", "-1", "1e308"] {
+                let arg = format!("--{flag}={bad}");
+                let e = Config::load_from(["hlsd", arg.as_str()]).unwrap_err().to_string();
+                assert!(e.contains(flag) && e.contains("finite"), "{arg}: {e}");
+            }
+        }
+        // The same check applies to config-file values.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hlsd.toml");
+        std::fs::write(&p, "http-timeout = nan\n").unwrap();
+        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("http-timeout") && e.contains("finite"), "{e}");
+        std::fs::write(&p, "stall-timeout = inf\n").unwrap();
+        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("stall-timeout"), "{e}");
+        let ok = Config::load_from(["hlsd", "--http-timeout", "0.5", "--stall-timeout", "60"]).unwrap();
+        assert_eq!(ok.http_timeout, 0.5);
     }
 }

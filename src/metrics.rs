@@ -52,6 +52,8 @@ pub struct Metrics {
     pub overlong_segments: Counter,
     /// Frames completed by the idle flush that turned out to continue (writer paused mid-frame).
     pub idle_flush_truncations: Counter,
+    /// Input bytes dropped by the parser's size limits, by reason.
+    pub input_discarded_bytes: Family<ReasonLabels, Counter>,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_blocked: Gauge,
     pub http_connections: Gauge,
@@ -79,6 +81,7 @@ impl Metrics {
             discontinuities: Counter::default(),
             overlong_segments: Counter::default(),
             idle_flush_truncations: Counter::default(),
+            input_discarded_bytes: Family::default(),
             http_requests: Family::default(),
             http_blocked: Gauge::default(),
             http_connections: Gauge::default(),
@@ -104,6 +107,11 @@ impl Metrics {
             "idle_flush_truncations",
             "Frames completed on input silence that turned out to continue",
             m.idle_flush_truncations.clone(),
+        );
+        registry.register(
+            "input_discarded_bytes",
+            "Input bytes dropped by the parser's size limits (NAL unit / access unit), by reason",
+            m.input_discarded_bytes.clone(),
         );
         registry.register("http_requests", "HTTP responses by route and status", m.http_requests.clone());
         registry.register("http_blocked_requests", "Requests currently held (blocking reload, preload hint)", m.http_blocked.clone());

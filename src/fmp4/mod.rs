@@ -10,9 +10,8 @@
 use crate::media::{TrackInfo, TIMESCALE};
 use bytes::{BufMut, Bytes, BytesMut};
 use mp4_atom::{
-    Avc1, Avcc, Dinf, Dref, Encode, Ftyp, Hdlr, Matrix, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mvex,
-    Mvhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry,
-    TrunSamples, Url, Visual, Vmhd,
+    Avc1, Avcc, Dinf, Dref, Encode, Ftyp, Hdlr, Matrix, Mdhd, Mfhd, Moof, Mvex,
+    Mvhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts, Tfdt, Tfhd, Tkhd, Traf, Trex, Trun, TrunEntry, TrunSamples, Url, Visual, Vmhd,
 };
 
 /// The one track's id.
@@ -43,7 +42,7 @@ pub struct Sample {
     pub sync: bool,
 }
 
-/// Writes the init segment for a track: `ftyp` then `moov` with `mvex`, no samples.
+/// Writes the init segment for a track: `ftyp` then `moov` (mvhd, trak, mvex), no samples.
 pub fn init_segment(info: &TrackInfo) -> Result<Bytes, MuxError> {
     let ftyp = Ftyp {
         major_brand: b"iso6".into(),
@@ -65,73 +64,82 @@ pub fn init_segment(info: &TrackInfo) -> Result<Bytes, MuxError> {
         avcc,
         ..Default::default()
     };
-    let moov = Moov {
-        mvhd: Mvhd {
-            timescale: 1000,
-            rate: 1.into(),
-            volume: 1.into(),
-            matrix: Matrix::default(),
-            next_track_id: TRACK_ID + 1,
-            ..Default::default()
-        },
-        trak: vec![Trak {
-            tkhd: Tkhd {
-                track_id: TRACK_ID,
-                enabled: true,
-                in_movie: true,
-                matrix: Matrix::default(),
-                width: (info.width as u16).into(),
-                height: (info.height as u16).into(),
-                ..Default::default()
-            },
-            mdia: Mdia {
-                mdhd: Mdhd {
-                    timescale: TIMESCALE,
-                    language: "und".into(),
-                    ..Default::default()
-                },
-                hdlr: Hdlr {
-                    handler: b"vide".into(),
-                    name: "hlsd video".into(),
-                },
-                minf: Minf {
-                    vmhd: Some(Vmhd::default()),
-                    dinf: Dinf {
-                        dref: Dref {
-                            entries: vec![Url::default().into()],
-                        },
-                    },
-                    stbl: Stbl {
-                        stsd: Stsd {
-                            codecs: vec![avc1.into()],
-                        },
-                        stts: Stts::default(),
-                        stsc: Stsc::default(),
-                        stsz: Stsz::default(),
-                        stco: Some(Stco::default()),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-            },
-            ..Default::default()
-        }],
-        mvex: Some(Mvex {
-            mehd: None,
-            trex: vec![Trex {
-                track_id: TRACK_ID,
-                default_sample_description_index: 1,
-                default_sample_duration: 0,
-                default_sample_size: 0,
-                default_sample_flags: NON_SYNC_FLAGS,
-            }],
-        }),
+    let mvhd = Mvhd {
+        timescale: 1000,
+        rate: 1.into(),
+        volume: 1.into(),
+        matrix: Matrix::default(),
+        next_track_id: TRACK_ID + 1,
         ..Default::default()
+    };
+    let tkhd = Tkhd {
+        track_id: TRACK_ID,
+        enabled: true,
+        in_movie: true,
+        matrix: Matrix::default(),
+        width: (info.width as u16).into(),
+        height: (info.height as u16).into(),
+        ..Default::default()
+    };
+    let mdhd = Mdhd { timescale: TIMESCALE, language: "und".into(), ..Default::default() };
+    let hdlr = Hdlr { handler: b"vide".into(), name: "hlsd video".into() };
+    let dinf = Dinf { dref: Dref { entries: vec![Url::default().into()] } };
+    let stbl = Stbl {
+        stsd: Stsd { codecs: vec![avc1.into()] },
+        stts: Stts::default(),
+        stsc: Stsc::default(),
+        stsz: Stsz::default(),
+        stco: Some(Stco::default()),
+        ..Default::default()
+    };
+    let mvex = Mvex {
+        mehd: None,
+        trex: vec![Trex {
+            track_id: TRACK_ID,
+            default_sample_description_index: 1,
+            default_sample_duration: 0,
+            default_sample_size: 0,
+            default_sample_flags: NON_SYNC_FLAGS,
+        }],
     };
     let mut buf = Vec::with_capacity(1024);
     ftyp.encode(&mut buf).map_err(enc)?;
-    moov.encode(&mut buf).map_err(enc)?;
+    // mp4-atom's container encoders write required children before optional ones (moov: mvhd,
+    // mvex, trak; minf: dinf, stbl, vmhd), which strict parsers reject. The containers are
+    // written here in ISO/IEC 14496-12 order instead; the leaf boxes stay mp4-atom's.
+    container(&mut buf, b"moov", |b| {
+        mvhd.encode(b).map_err(enc)?;
+        container(b, b"trak", |b| {
+            tkhd.encode(b).map_err(enc)?;
+            container(b, b"mdia", |b| {
+                mdhd.encode(b).map_err(enc)?;
+                hdlr.encode(b).map_err(enc)?;
+                container(b, b"minf", |b| {
+                    Vmhd::default().encode(b).map_err(enc)?;
+                    dinf.encode(b).map_err(enc)?;
+                    stbl.encode(b).map_err(enc)
+                })
+            })
+        })?;
+        mvex.encode(b).map_err(enc)
+    })?;
     Ok(Bytes::from(buf))
+}
+
+/// Writes a plain container box: its children, in the order `body` writes them, behind a
+/// 32-bit size and the four-character `kind`.
+fn container(
+    buf: &mut Vec<u8>,
+    kind: &[u8; 4],
+    body: impl FnOnce(&mut Vec<u8>) -> Result<(), MuxError>,
+) -> Result<(), MuxError> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0, 0, 0, 0]);
+    buf.extend_from_slice(kind);
+    body(buf)?;
+    let size = u32::try_from(buf.len() - start).map_err(|_| MuxError::Encode("box over 4 GiB".into()))?;
+    buf[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    Ok(())
 }
 
 /// Writes one fragment (`moof` + `mdat`) holding `samples`, starting at `base_dts`.

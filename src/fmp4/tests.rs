@@ -78,3 +78,60 @@ fn fragment_offsets_flags_and_payload() {
     };
     assert_eq!(flags, vec![Some(NON_SYNC_FLAGS), Some(SYNC_FLAGS)]);
 }
+
+/// Child box types of a container body, in the order they are written.
+fn children(mut body: &[u8]) -> Vec<String> {
+    let mut kinds = Vec::new();
+    while body.len() >= 8 {
+        let size = u32::from_be_bytes(body[..4].try_into().unwrap()) as usize;
+        assert!(size >= 8 && size <= body.len(), "box size {size} inconsistent");
+        kinds.push(String::from_utf8_lossy(&body[4..8]).into_owned());
+        body = &body[size..];
+    }
+    assert!(body.is_empty(), "trailing bytes after the last box");
+    kinds
+}
+
+/// The body of the first child box of type `kind`.
+fn child<'a>(mut body: &'a [u8], kind: &str) -> &'a [u8] {
+    while body.len() >= 8 {
+        let size = u32::from_be_bytes(body[..4].try_into().unwrap()) as usize;
+        if &body[4..8] == kind.as_bytes() {
+            return &body[8..size];
+        }
+        body = &body[size..];
+    }
+    panic!("no {kind} box")
+}
+
+/// ISO/IEC 14496-12 box order, checked on the written bytes by a walk independent of mp4-atom:
+/// moov holds mvhd, trak, mvex; trak holds tkhd, mdia; mdia mdhd, hdlr, minf; minf vmhd, dinf, stbl.
+#[test]
+fn init_segment_box_order_follows_iso_14496_12() {
+    let data = init_segment(&info(3000)).unwrap();
+    assert_eq!(children(&data), ["ftyp", "moov"]);
+    let moov = child(&data, "moov");
+    assert_eq!(children(moov), ["mvhd", "trak", "mvex"]);
+    let trak = child(moov, "trak");
+    assert_eq!(children(trak), ["tkhd", "mdia"]);
+    let mdia = child(trak, "mdia");
+    assert_eq!(children(mdia), ["mdhd", "hdlr", "minf"]);
+    let minf = child(mdia, "minf");
+    assert_eq!(children(minf), ["vmhd", "dinf", "stbl"]);
+    assert_eq!(children(child(minf, "stbl")), ["stsd", "stts", "stsc", "stsz", "stco"]);
+    // mp4-atom (strict in tests) decodes it to the same structure it would have written.
+    let moov = match Any::decode(&mut &data[children_len(&data, 0)..]).unwrap() {
+        Any::Moov(m) => m,
+        other => panic!("moov expected, got {other:?}"),
+    };
+    assert!(moov.trak[0].mdia.minf.vmhd.is_some() && moov.mvex.is_some());
+}
+
+/// Byte length of the first `n + 1` top-level boxes.
+fn children_len(data: &[u8], n: usize) -> usize {
+    let mut off = 0;
+    for _ in 0..=n {
+        off += u32::from_be_bytes(data[off..off + 4].try_into().unwrap()) as usize;
+    }
+    off
+}

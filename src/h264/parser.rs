@@ -16,11 +16,25 @@ use bytes::Bytes;
 use h264_reader::annexb::AnnexBReader;
 use h264_reader::nal::{Nal, RefNal};
 use h264_reader::push::{AccumulatedNalHandler, NalAccumulator, NalInterest};
+use crate::metrics::ReasonLabels;
 use std::collections::VecDeque;
 use std::io::BufRead;
+use std::time::{Duration, Instant};
 
 /// How many bytes may pass without parameter sets before the input is declared not H.264.
 const NO_SPS_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// Largest NAL unit kept (16 MiB: a 4K intra frame at very high quality is a few MiB). A longer
+/// one — garbage without start codes, a corrupt pipe — is dropped as it arrives (h264-reader
+/// stops buffering it), counted, and parsing resumes at the next start code.
+pub const MAX_NAL_BYTES: usize = 16 * 1024 * 1024;
+/// Largest access unit kept (all slices of one picture); a larger one is dropped the same way.
+pub const MAX_AU_BYTES: usize = 16 * 1024 * 1024;
+/// Pictures without an IDR, once parameter sets are known, after which the parser logs that
+/// the encoder sends no IDR (10 s of frames).
+const NO_IDR_WARN_TICKS: u64 = 10 * crate::media::TIMESCALE as u64;
+/// Minimum time between two "oversized input dropped" log lines of one parser.
+const DISCARD_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Output of the parser.
 #[derive(Debug, Clone)]
@@ -31,34 +45,80 @@ pub enum ParsedItem {
     Au { data: Bytes, idr: bool },
 }
 
-/// Collects complete NAL units from h264-reader's accumulator, each already framed for AVCC
-/// (4-byte big-endian length, then the NAL unit), so a one-slice picture needs no further copy.
-#[derive(Default)]
+/// What the accumulator handed over: a complete NAL unit, or the place of one that was dropped
+/// for its size.
+enum NalOut {
+    /// AVCC-framed (4-byte big-endian length, then the NAL unit), so a one-slice picture needs
+    /// no further copy.
+    Nal(Bytes),
+    /// An oversized NAL unit of this type was dropped here; `new_picture` if it was a slice
+    /// that starts a picture (`first_mb_in_slice == 0`).
+    Dropped { nal_type: u8, new_picture: bool },
+}
+
+/// Collects complete NAL units from h264-reader's accumulator. h264-reader calls
+/// [`AccumulatedNalHandler::nal`] with the NAL so far on every push, complete or not; returning
+/// `Ignore` stops it buffering that NAL until the next start code.
 struct NalSink {
-    nals: Vec<Bytes>,
+    nals: Vec<NalOut>,
+    max_nal: usize,
+    /// The NAL unit being received was dropped and has not ended yet.
+    discarding: bool,
+    /// Bytes of dropped NAL units seen so far (the part buffered before the limit).
+    discarded: u64,
+}
+
+impl NalSink {
+    fn new(max_nal: usize) -> Self {
+        NalSink { nals: Vec::new(), max_nal, discarding: false, discarded: 0 }
+    }
 }
 
 impl AccumulatedNalHandler for NalSink {
     fn nal(&mut self, nal: RefNal<'_>) -> NalInterest {
-        if nal.is_complete() {
-            let mut buf = vec![0u8; 4];
-            let mut r = nal.reader();
-            while let Ok(chunk) = r.fill_buf() {
-                if chunk.is_empty() {
-                    break;
+        // A call after a dropped NAL is always for a new one.
+        self.discarding = false;
+        let complete = nal.is_complete();
+        let mut buf = Vec::new();
+        let mut head = Vec::with_capacity(16);
+        let mut len = 0usize;
+        let mut r = nal.reader();
+        while let Ok(chunk) = r.fill_buf() {
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            if head.len() < 16 {
+                head.extend_from_slice(&chunk[..n.min(16 - head.len())]);
+            }
+            len += n;
+            if complete && len <= self.max_nal {
+                if buf.is_empty() {
+                    buf.extend_from_slice(&[0; 4]);
                 }
                 buf.extend_from_slice(chunk);
-                let n = chunk.len();
-                r.consume(n);
             }
-            let len = (buf.len() - 4) as u32;
-            if len > 0 {
-                buf[..4].copy_from_slice(&len.to_be_bytes());
-                self.nals.push(Bytes::from(buf));
-            }
+            r.consume(n);
+        }
+        if len > self.max_nal {
+            let nal_type = nal_type_of(&head);
+            let new_picture = slice_header_peek(&head).is_some_and(|(first_mb, _)| first_mb == 0);
+            self.nals.push(NalOut::Dropped { nal_type, new_picture });
+            self.discarded += len as u64;
+            self.discarding = !complete;
+            return NalInterest::Ignore;
+        }
+        if complete && len > 0 {
+            let n = len as u32;
+            buf[..4].copy_from_slice(&n.to_be_bytes());
+            self.nals.push(NalOut::Nal(Bytes::from(buf)));
         }
         NalInterest::Buffer
     }
+}
+
+fn nal_type_of(nal: &[u8]) -> u8 {
+    nal.first().map(|b| b & 0x1f).unwrap_or(0)
 }
 
 /// The access-unit push parser. See the module docs.
@@ -80,13 +140,27 @@ pub struct AuParser {
     started: bool,
     /// An error found while finishing an AU, reported by the next push/flush.
     pending_error: Option<H264Error>,
+    max_au: usize,
+    /// Bytes in `vcl`.
+    vcl_bytes: usize,
+    /// The AU being received was dropped (too large, or it lost a slice): skip its other slices.
+    au_dropped: bool,
+    /// NAL units and access units dropped for their size.
+    pub oversized: u64,
+    last_discard_log: Option<Instant>,
+    warned_no_idr: bool,
 }
 
 impl AuParser {
     /// `frame_duration` (ticks) overrides the frame rate of the SPS VUI.
     pub fn new(frame_duration: Option<u32>) -> Self {
+        Self::with_limits(frame_duration, MAX_NAL_BYTES, MAX_AU_BYTES)
+    }
+
+    /// A parser with other size limits (tests).
+    pub fn with_limits(frame_duration: Option<u32>, max_nal: usize, max_au: usize) -> Self {
         AuParser {
-            reader: AnnexBReader::accumulate(NalSink::default()),
+            reader: AnnexBReader::accumulate(NalSink::new(max_nal)),
             vcl: Vec::new(),
             idr: false,
             sps: None,
@@ -99,6 +173,12 @@ impl AuParser {
             bad_nals: 0,
             started: false,
             pending_error: None,
+            max_au,
+            vcl_bytes: 0,
+            au_dropped: false,
+            oversized: 0,
+            last_discard_log: None,
+            warned_no_idr: false,
         }
     }
 
@@ -106,6 +186,10 @@ impl AuParser {
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), H264Error> {
         self.bytes_seen += chunk.len() as u64;
         self.reader.push(chunk);
+        if self.reader.nal_handler_mut().discarding {
+            // The dropped NAL unit goes on past this chunk (counted to within one chunk).
+            self.reader.nal_handler_mut().discarded += chunk.len() as u64;
+        }
         self.take_nals()?;
         if let Some(e) = self.pending_error.take() {
             return Err(e);
@@ -119,6 +203,7 @@ impl AuParser {
     /// Ends the pending NAL unit and access unit (input idle or finished).
     pub fn flush(&mut self) -> Result<(), H264Error> {
         self.reader.reset();
+        self.reader.nal_handler_mut().discarding = false;
         self.take_nals()?;
         self.finish_au();
         match self.pending_error.take() {
@@ -144,11 +229,54 @@ impl AuParser {
     }
 
     fn take_nals(&mut self) -> Result<(), H264Error> {
-        let nals = std::mem::take(&mut self.reader.nal_handler_mut().nals);
+        let sink = self.reader.nal_handler_mut();
+        let nals = std::mem::take(&mut sink.nals);
+        let discarded = std::mem::take(&mut sink.discarded);
+        if discarded > 0 {
+            crate::metrics::get().input_discarded_bytes.get_or_create(&ReasonLabels { reason: "nal_too_large" }).inc_by(discarded);
+        }
         for nal in nals {
-            self.on_nal(nal)?;
+            match nal {
+                NalOut::Nal(framed) => self.on_nal(framed)?,
+                NalOut::Dropped { nal_type, new_picture } => {
+                    self.oversized += 1;
+                    let limit = self.reader.nal_handler_mut().max_nal;
+                    self.log_discard("NAL unit", limit, nal_type);
+                    if (1..=5).contains(&nal_type) {
+                        // A picture lost a slice: drop it and what depends on it (until an IDR).
+                        if new_picture {
+                            self.finish_au();
+                        }
+                        self.drop_au("picture_lost_slice");
+                    }
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Drops the access unit being assembled; decoding restarts at the next IDR.
+    fn drop_au(&mut self, reason: &'static str) {
+        if self.vcl_bytes > 0 {
+            crate::metrics::get().input_discarded_bytes.get_or_create(&ReasonLabels { reason }).inc_by(self.vcl_bytes as u64);
+        }
+        self.vcl.clear();
+        self.vcl_bytes = 0;
+        self.idr = false;
+        self.au_dropped = true;
+        self.started = false;
+    }
+
+    /// Logs a size-limit drop: the first at once, then at most one line per minute.
+    fn log_discard(&mut self, what: &str, limit: usize, nal_type: u8) {
+        let now = Instant::now();
+        if self.last_discard_log.is_some_and(|t| now.duration_since(t) < DISCARD_LOG_INTERVAL) {
+            return;
+        }
+        self.last_discard_log = Some(now);
+        tracing::warn!(limit_bytes = limit, nal_type, dropped_so_far = self.oversized,
+            "input: {what} larger than {limit} bytes dropped (not H.264, or a corrupt stream); \
+             resuming at the next start code / IDR");
     }
 
     /// Handles one AVCC-framed NAL unit (`framed[4..]` is the NAL unit).
@@ -171,7 +299,18 @@ impl AuParser {
                 if first_mb == 0 {
                     self.finish_au();
                 }
+                if self.au_dropped {
+                    return Ok(());
+                }
+                if self.vcl_bytes + framed.len() > self.max_au {
+                    self.vcl_bytes += framed.len();
+                    self.oversized += 1;
+                    self.log_discard("access unit", self.max_au, t);
+                    self.drop_au("au_too_large");
+                    return Ok(());
+                }
                 self.idr |= t == nal_type::IDR;
+                self.vcl_bytes += framed.len();
                 self.vcl.push(framed);
             }
             nal_type::SPS => {
@@ -192,9 +331,11 @@ impl AuParser {
     /// Emits the AU being assembled (if it holds a picture), preceded by a Format item when the
     /// parameter sets changed.
     fn finish_au(&mut self) {
+        self.au_dropped = false;
         if self.vcl.is_empty() {
             return;
         }
+        self.vcl_bytes = 0;
         let vcl = std::mem::take(&mut self.vcl);
         let idr = std::mem::replace(&mut self.idr, false);
         if let (Some(sps), Some(pps)) = (&self.sps, &self.pps) {
@@ -223,6 +364,7 @@ impl AuParser {
         }
         if self.format.is_none() || !(self.started || idr) {
             self.skipped_before_start += 1;
+            self.warn_no_idr();
             return;
         }
         self.started = true;
@@ -234,6 +376,24 @@ impl AuParser {
     }
 }
 
+impl AuParser {
+    /// Logs once when pictures keep coming without the IDR needed to start decoding them.
+    fn warn_no_idr(&mut self) {
+        let Some(f) = &self.format else { return };
+        if self.warned_no_idr || self.skipped_before_start * u64::from(f.frame_duration) < NO_IDR_WARN_TICKS {
+            return;
+        }
+        self.warned_no_idr = true;
+        tracing::error!(pictures = self.skipped_before_start,
+            "the encoder has sent pictures for 10 s but no IDR (keyframe) to start from: nothing can be \
+             played; set the encoder's IDR interval (rpicam-vid --intra 30, ffmpeg -g 30) and disable \
+             intra refresh");
+    }
+}
+
 #[cfg(test)]
 #[path = "parser_tests.rs"]
 mod tests;
+#[cfg(test)]
+#[path = "parser_limits_tests.rs"]
+mod limits_tests;

@@ -11,16 +11,16 @@ fn fixture(name: &str) -> Vec<u8> {
 
 /// A summary of parser output that is easy to compare: formats and (len, idr, first bytes).
 #[derive(Debug, PartialEq, Eq)]
-enum Item {
+pub(super) enum Item {
     Format(u32, u32, String, u32),
     Au(usize, bool, u64),
 }
 
-fn digest(b: &[u8]) -> u64 {
+pub(super) fn digest(b: &[u8]) -> u64 {
     b.iter().fold(0xcbf29ce484222325u64, |h, &x| (h ^ x as u64).wrapping_mul(0x100000001b3))
 }
 
-fn parse_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, fd: Option<u32>) -> Result<Vec<Item>, H264Error> {
+pub(super) fn parse_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, fd: Option<u32>) -> Result<Vec<Item>, H264Error> {
     let mut p = AuParser::new(fd);
     let mut out = Vec::new();
     let mut drain = |p: &mut AuParser| {
@@ -40,11 +40,11 @@ fn parse_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, fd: Option<u32>)
     Ok(out)
 }
 
-fn aus(items: &[Item]) -> usize {
+pub(super) fn aus(items: &[Item]) -> usize {
     items.iter().filter(|i| matches!(i, Item::Au(..))).count()
 }
 
-fn idrs(items: &[Item]) -> usize {
+pub(super) fn idrs(items: &[Item]) -> usize {
     items.iter().filter(|i| matches!(i, Item::Au(_, true, _))).count()
 }
 
@@ -93,7 +93,7 @@ fn chunk_boundaries_do_not_matter_for_real_captures() {
 }
 
 /// A tiny stream (64x64, 8 frames, IDR every 4) from openh264, as Annex-B.
-fn tiny_stream() -> Vec<u8> {
+pub(super) fn tiny_stream() -> Vec<u8> {
     use openh264::encoder::{Encoder, EncoderConfig};
     use openh264::formats::YUVBuffer;
     use openh264::OpenH264API;

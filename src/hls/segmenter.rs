@@ -28,6 +28,18 @@ pub struct SegmenterConfig {
     pub part_target: u64,
 }
 
+/// A segment without an IDR is ended after this many segment targets…
+pub const MAX_SEGMENT_TARGETS: u64 = 4;
+/// …but no sooner than this (ticks: 10 s), so short targets still allow a usual 2–5 s GOP.
+pub const MIN_MAX_SEGMENT: u64 = 10 * TIMESCALE as u64;
+
+/// Longest segment (ticks) for a segment target: `max(4 × target, 10 s)`. When no IDR arrives
+/// by then the segment is ended, frames are dropped until the next IDR, and that segment starts
+/// with EXT-X-DISCONTINUITY (memory stays bounded; the encoder's GOP is misconfigured).
+pub fn max_segment(segment_target: u64) -> u64 {
+    segment_target.saturating_mul(MAX_SEGMENT_TARGETS).max(MIN_MAX_SEGMENT)
+}
+
 /// What the segmenter produces.
 #[derive(Debug, Clone)]
 pub enum Output {
@@ -39,6 +51,9 @@ pub enum Output {
     Part(PartOut),
     /// The open segment is complete.
     SegmentEnd { msn: u64, duration: u64 },
+    /// No IDR arrived within [`max_segment`]: segment `msn` was ended at `secs` seconds and
+    /// frames are dropped until the next IDR.
+    IdrOverdue { msn: u64, secs: f64 },
     /// The stream ended.
     End,
 }
@@ -73,6 +88,10 @@ struct Pending {
 pub struct SegmenterStats {
     pub frames_in: u64,
     pub frames_dropped_waiting_idr: u64,
+    /// Frames dropped after a segment was ended for want of an IDR ([`Output::IdrOverdue`]).
+    pub frames_dropped_idr_overdue: u64,
+    /// Segments ended at [`max_segment`] without an IDR.
+    pub idr_overdue_cuts: u64,
 }
 
 /// The segmenter state machine. See module docs.
@@ -93,6 +112,9 @@ pub struct Segmenter {
     wait_idr: bool,
     discontinuity: bool,
     global_part: u64,
+    max_segment: u64,
+    /// Waiting for an IDR after an [`Output::IdrOverdue`] cut.
+    overdue: bool,
     pub stats: SegmenterStats,
 }
 
@@ -107,6 +129,7 @@ struct OpenSegment {
 impl Segmenter {
     pub fn new(cfg: SegmenterConfig) -> Self {
         Segmenter {
+            max_segment: max_segment(cfg.segment_target),
             cfg,
             info: None,
             nominal: 3000,
@@ -123,6 +146,7 @@ impl Segmenter {
             wait_idr: true,
             discontinuity: false,
             global_part: 0,
+            overdue: false,
             stats: SegmenterStats::default(),
         }
     }
@@ -176,10 +200,18 @@ impl Segmenter {
 
     fn on_frame(&mut self, f: Frame, out: &mut Vec<Output>) -> Result<(), MuxError> {
         self.stats.frames_in += 1;
+        if !f.idr && !self.wait_idr {
+            self.check_overdue(out)?;
+        }
         if self.info.is_none() || (self.wait_idr && !f.idr) {
-            self.stats.frames_dropped_waiting_idr += 1;
+            if self.overdue {
+                self.stats.frames_dropped_idr_overdue += 1;
+            } else {
+                self.stats.frames_dropped_waiting_idr += 1;
+            }
             return Ok(());
         }
+        self.overdue = false;
         if self.rebase {
             self.offset = f.dts as i64 - self.part_end as i64;
             self.rebase = false;
@@ -256,6 +288,26 @@ impl Segmenter {
         Ok(())
     }
 
+    /// Ends the open segment if one more frame would take it past [`max_segment`] (no IDR came).
+    fn check_overdue(&mut self, out: &mut Vec<Output>) -> Result<(), MuxError> {
+        let Some(open) = self.open.as_ref() else { return Ok(()) };
+        let duration = self.open_duration(open);
+        if duration + self.nominal <= self.max_segment {
+            return Ok(());
+        }
+        let msn = open.msn;
+        let secs = duration as f64 / TIMESCALE as f64;
+        tracing::error!(msn, segment_secs = secs, max_secs = self.max_segment as f64 / TIMESCALE as f64,
+            "no IDR (keyframe) from the encoder for {secs:.1} s: segment ended, frames are dropped until \
+             the next IDR; set the encoder's IDR interval to the frame rate × segment duration \
+             (rpicam-vid --intra 30, ffmpeg -g 30) and disable intra refresh");
+        self.break_timeline(out)?;
+        self.overdue = true;
+        self.stats.idr_overdue_cuts += 1;
+        out.push(Output::IdrOverdue { msn, secs });
+        Ok(())
+    }
+
     fn open_duration(&self, s: &OpenSegment) -> u64 {
         let pending: u64 = self.pending.iter().map(|p| p.duration).sum();
         self.part_end + pending - s.start
@@ -275,7 +327,10 @@ impl Segmenter {
             .iter()
             .map(|p| Sample { duration: p.duration as u32, data: p.frame.data.clone(), sync: p.frame.idr })
             .collect();
-        self.mfhd_seq += 1;
+        // u32 (ISO/IEC 14496-12 mfhd): at 30 parts/s it wraps after 4.5 years; it then restarts
+        // at 1 (0 is not a valid sequence number). Players use it only to order fragments of one
+        // file, and every part here is fetched on its own.
+        self.mfhd_seq = self.mfhd_seq.checked_add(1).unwrap_or(1);
         let data = fmp4::fragment(self.mfhd_seq, base, &samples)?;
         let duration: u64 = self.pending.iter().map(|p| p.duration).sum();
         let part = PartOut {

@@ -173,3 +173,76 @@ fn discontinuity_and_format_change_start_a_new_segment_at_an_idr() {
     let inits = out.iter().filter(|o| matches!(o, Output::Init { .. })).count();
     assert_eq!(inits, 2);
 }
+
+/// Long uptimes (60 h, 30 days, a year): the segmenter's run-wide state is set to what it would
+/// be after that long (media time, MSN, part numbers, mfhd near or past the u32 wrap), and the
+/// next segments must continue it exactly: tfdt (64-bit, version 1), MSN and part numbers as
+/// u64, mfhd strictly increasing except for the documented wrap to 1.
+#[test]
+fn long_uptimes_keep_tfdt_msn_and_mfhd_in_range() {
+    for days in [2.5f64, 30.0, 365.0] {
+        let ticks = (days * 86_400.0) as u64 * TIMESCALE as u64;
+        let mut s = Segmenter::new(cfg());
+        let mut out = Vec::new();
+        s.push(SourceEvent::Format(info(3000)), &mut out).unwrap();
+        // State after `days` at 1 s segments and 5 parts per segment.
+        let segs = ticks / 90_000;
+        s.part_end = ticks;
+        s.next_msn = segs;
+        s.global_part = segs * 5;
+        s.mfhd_seq = u32::MAX - 3;
+        s.rebase = true;
+        out.clear();
+        // The source's own dts is far past ours (an arrival clock started earlier): rebased.
+        let src0 = ticks * 2 + 12_345;
+        for n in 0..90u64 {
+            s.push(SourceEvent::Frame(frame(n, src0 + n * 3000, n % 30 == 0)), &mut out).unwrap();
+        }
+        let msns: Vec<u64> = out.iter().filter_map(|o| if let Output::SegmentStart { msn, .. } = o { Some(*msn) } else { None }).collect();
+        assert_eq!(msns, vec![segs, segs + 1, segs + 2], "{days} days");
+        let ps = parts(&out);
+        let mut tfdt = ticks;
+        let mut seqs = Vec::new();
+        for (i, p) in ps.iter().enumerate() {
+            assert_eq!(p.global, segs * 5 + i as u64);
+            let m = moof(p);
+            assert_eq!(m.traf[0].tfdt.as_ref().unwrap().base_media_decode_time, tfdt, "{days} days part {i}");
+            // tfdt must be written as version 1 (64-bit): full box version byte after the size/type.
+            let tfdt_at = p.data.windows(4).position(|w| w == b"tfdt").unwrap();
+            assert_eq!(p.data[tfdt_at + 4], 1, "tfdt version 1");
+            tfdt += p.duration;
+            seqs.push(m.mfhd.sequence_number);
+        }
+        assert!(tfdt > u32::MAX as u64, "past 32-bit media time");
+        // mfhd: u32::MAX-2, u32::MAX-1, u32::MAX, then wraps to 1, 2, ... (never 0).
+        assert_eq!(&seqs[..5], &[u32::MAX - 2, u32::MAX - 1, u32::MAX, 1, 2]);
+        assert!(seqs.iter().all(|&q| q != 0));
+    }
+}
+
+/// An encoder that sends one IDR and then only P frames: the segment is ended at
+/// `max_segment` (10 s for a 1 s target), frames are dropped (counted) until the next IDR, which
+/// starts a segment with EXT-X-DISCONTINUITY; no segment exceeds the maximum.
+#[test]
+fn no_idr_ends_the_segment_at_the_maximum_and_drops_until_the_next() {
+    assert_eq!(max_segment(90_000), 10 * 90_000);
+    assert_eq!(max_segment(6 * 90_000), 24 * 90_000);
+    // 30 s of frames with an IDR only at 0 and at 20 s.
+    let frames = (0..900u64).map(|n| (n * 3000, n == 0 || n == 600));
+    let mut s = Segmenter::new(cfg());
+    let mut out = Vec::new();
+    s.push(SourceEvent::Format(info(3000)), &mut out).unwrap();
+    for (n, (dts, idr)) in frames.enumerate() {
+        s.push(SourceEvent::Frame(frame(n as u64, dts, idr)), &mut out).unwrap();
+    }
+    s.push(SourceEvent::End, &mut out).unwrap();
+    let ends: Vec<u64> = out.iter().filter_map(|o| if let Output::SegmentEnd { duration, .. } = o { Some(*duration) } else { None }).collect();
+    assert_eq!(ends, vec![10 * 90_000, 10 * 90_000], "10 s, then the 10 s from the IDR at 20 s");
+    let overdue: Vec<_> = out.iter().filter(|o| matches!(o, Output::IdrOverdue { .. })).collect();
+    assert_eq!(overdue.len(), 1, "one per overdue episode");
+    let starts: Vec<bool> = out.iter().filter_map(|o| if let Output::SegmentStart { discontinuity, .. } = o { Some(*discontinuity) } else { None }).collect();
+    assert_eq!(starts, vec![false, true]);
+    assert_eq!(s.stats.idr_overdue_cuts, 1);
+    assert_eq!(s.stats.frames_dropped_idr_overdue, 300, "frames 300..600 dropped");
+    check_invariants(&out, s.part_target());
+}

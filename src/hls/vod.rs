@@ -153,7 +153,7 @@ pub fn segment_file(
                     let (_, disc, init) = open.take().unwrap_or((msn, false, 0));
                     listed.push((msn, duration, disc, init));
                 }
-                Output::End => {}
+                Output::IdrOverdue { .. } | Output::End => {}
             }
         }
         if last_progress.elapsed() > Duration::from_secs(2) {

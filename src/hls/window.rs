@@ -8,11 +8,11 @@
 //! Retention (ll-hls.md rules 12, 16, 18): `window` segments are listed; segments that leave the
 //! playlist stay downloadable for as many more (at least 3 target durations) in `retired`.
 
-use super::segmenter::{Output, PartOut};
+use super::segmenter::{max_segment, ticks, Output, PartOut};
 use crate::media::{TrackInfo, TIMESCALE};
 use bytes::Bytes;
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 /// One part as listed in the playlist and served.
@@ -88,6 +88,11 @@ pub struct Snapshot {
     pub next_part: u64,
     pub ended: bool,
     pub keyframe: Option<Arc<Keyframe>>,
+    /// Set while pictures arrive but none can start a segment: since when, and whether a segment
+    /// was already ended for want of an IDR (see [`Snapshot::idr_problem`]).
+    pub awaiting_idr: Option<(Instant, bool)>,
+    /// How long the first IDR may take before that is reported (the segmenter's maximum segment).
+    pub idr_grace: Duration,
     /// Bumped on every change.
     pub version: u64,
     /// Lazily rendered playlists: [plain, delta] × [identity, gzip].
@@ -135,6 +140,23 @@ impl Snapshot {
         self.retired.iter().chain(self.segments.iter())
     }
 
+    /// When the encoder sends no IDR — the first one is later than [`Snapshot::idr_grace`], or a
+    /// segment was ended at the maximum length — the explanation for a 503, naming the fix.
+    pub fn idr_problem(&self) -> Option<String> {
+        let (since, overdue) = self.awaiting_idr?;
+        let waited = since.elapsed();
+        if !overdue && waited < self.idr_grace {
+            return None;
+        }
+        let what = if overdue { "since the last segment" } else { "since the stream started" };
+        Some(format!(
+            "no IDR (keyframe) from the encoder for {:.0} s {what}: nothing new can be played. Set the \
+             encoder's IDR interval to about the frame rate x segment duration (rpicam-vid --intra 30, \
+             ffmpeg -g 30) and disable intra refresh.\n",
+            waited.as_secs_f64() + if overdue { self.idr_grace.as_secs_f64() } else { 0.0 }
+        ))
+    }
+
     /// Average bitrate of the listed complete segments, bits per second.
     pub fn bandwidth(&self) -> (u64, u64) {
         let (bytes, ticks, peak) = self.segments.iter().filter(|s| s.complete && s.duration > 0).fold(
@@ -170,7 +192,8 @@ pub struct Window {
 
 impl Window {
     pub fn new(cfg: WindowConfig, run_id: String) -> (Self, watch::Receiver<Arc<Snapshot>>) {
-        let state = Snapshot { run_id, ..Default::default() };
+        let idr_grace = Duration::from_secs_f64(max_segment(ticks(cfg.segment_target)) as f64 / TIMESCALE as f64);
+        let state = Snapshot { run_id, idr_grace, ..Default::default() };
         let (tx, rx) = watch::channel(Arc::new(state.clone_shallow()));
         (Window { cfg, state, open: None, tx, overlong: 0 }, rx)
     }
@@ -201,8 +224,13 @@ impl Window {
                 let used: Vec<u32> = self.state.all_segments().map(|s| s.init_id).collect();
                 let newest = id;
                 self.state.inits.retain(|i| i.id == newest || used.contains(&i.id));
+                if self.open.is_none() && self.state.segments.is_empty() && self.state.awaiting_idr.is_none() {
+                    self.state.awaiting_idr = Some((Instant::now(), false));
+                }
             }
+            Output::IdrOverdue { .. } => self.state.awaiting_idr = Some((Instant::now(), true)),
             Output::SegmentStart { msn, pdt, discontinuity, init_id } => {
+                self.state.awaiting_idr = None;
                 self.open = Some(SegmentView {
                     msn,
                     pdt,
@@ -340,6 +368,8 @@ impl Snapshot {
             next_part: self.next_part,
             ended: self.ended,
             keyframe: self.keyframe.clone(),
+            awaiting_idr: self.awaiting_idr,
+            idr_grace: self.idr_grace,
             version: self.version,
             rendered: Default::default(),
         }

@@ -195,8 +195,8 @@ async fn media_playlist(state: &HttpState, query: Option<&str>, gzip: bool) -> R
     let snap = match outcome {
         Some(Ok(s)) => s,
         Some(Err(m)) => return bad_request(&m),
-        None if d.is_blocking() => return unavailable("the requested segment/part did not arrive in time (source stalled?)\n"),
-        None => return unavailable("the stream has not started yet; retry shortly\n"),
+        None if d.is_blocking() => return not_ready(state, "the requested segment/part did not arrive in time (source stalled?)\n"),
+        None => return not_ready(state, "the stream has not started yet; retry shortly\n"),
     };
     if snap.target_duration.is_none() {
         // Ended before the first segment was complete: there is no playlist to give.
@@ -314,6 +314,12 @@ fn not_found(path: &str) -> Resp {
 
 fn bad_request(msg: &str) -> Resp {
     plain(StatusCode::BAD_REQUEST, &format!("bad request: {msg}\n"))
+}
+
+/// 503 for a playlist that is not there (yet): says why when the encoder sends no IDR.
+fn not_ready(state: &HttpState, otherwise: &str) -> Resp {
+    let problem = state.snapshots.borrow().idr_problem();
+    unavailable(problem.as_deref().unwrap_or(otherwise))
 }
 
 pub(super) fn unavailable(msg: &str) -> Resp {

@@ -6,10 +6,24 @@
 //! common frame rate (25, 30, 29.97, 60) has an integral frame duration.
 
 use bytes::Bytes;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Media timescale used in every track (ticks per second).
 pub const TIMESCALE: u32 = 90_000;
+
+/// Wall-clock length of `ticks` media ticks, exact to the nanosecond for any u64 (whole seconds
+/// and the remainder are converted apart, so no product can overflow; `ticks × 1e9` would after
+/// 57 hours).
+pub fn ticks_to_duration(ticks: u64) -> Duration {
+    rate_to_duration(ticks, u64::from(TIMESCALE))
+}
+
+/// Length of `n` periods of a `per_second` clock (frames at a frame rate, ticks at a timescale),
+/// without overflow for any `n`.
+pub fn rate_to_duration(n: u64, per_second: u64) -> Duration {
+    let per_second = per_second.max(1);
+    Duration::from_secs(n / per_second) + Duration::from_nanos((n % per_second) * 1_000_000_000 / per_second)
+}
 
 /// Everything the muxer and playlists need to know about one H.264 stream configuration.
 /// A change of any field mid-stream means a new init segment and a discontinuity.

@@ -75,7 +75,8 @@ impl GridClock {
 
     /// Media time of the next frame since the start.
     pub fn next_offset(&self) -> std::time::Duration {
-        std::time::Duration::from_nanos(self.dts * 1_000_000_000 / TIMESCALE as u64)
+        // Not `dts × 1e9 / TIMESCALE` in u64: that overflows after 57 h of `--loop`.
+        crate::media::ticks_to_duration(self.dts)
     }
 
     /// Turns a parser item into a source event, advancing the grid for frames.
@@ -117,5 +118,47 @@ mod tests {
         let (d1, _) = c.stamp(ms(334));
         let (d2, _) = c.stamp(ms(335));
         assert!(d1 > 30000 && d2 > d1);
+    }
+
+    /// Uptimes at which the clocks are checked: 60 h (past the old u64 overflow at ~57 h of
+    /// `ticks × 1e9`), 30 days and a year.
+    const UPTIMES: [Duration; 3] =
+        [Duration::from_secs(60 * 3600), Duration::from_secs(30 * 86_400), Duration::from_secs(365 * 86_400)];
+
+    #[test]
+    fn grid_clock_paces_correctly_after_long_uptimes() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for up in UPTIMES {
+            let mut c = GridClock::new(start);
+            let ticks = up.as_secs() * TIMESCALE as u64;
+            c.dts = ticks;
+            // The pacing deadline is exactly the uptime, not a wrapped product.
+            assert_eq!(c.next_offset(), up, "{up:?}");
+            let SourceEvent::Frame(f) = c.event(ParsedItem::Au { data: Default::default(), idr: true }) else { panic!() };
+            assert_eq!(f.dts, ticks);
+            assert_eq!(f.capture, start + up);
+            assert_eq!(c.next_offset(), up + Duration::from_nanos(33_333_333), "one 30 fps frame later");
+        }
+        // The largest dts still converts (no overflow anywhere in u64).
+        assert_eq!(crate::media::ticks_to_duration(u64::MAX).as_secs(), u64::MAX / TIMESCALE as u64);
+    }
+
+    #[test]
+    fn arrival_clock_stays_exact_after_long_uptimes() {
+        for up in UPTIMES {
+            let mut c = ArrivalClock::new(3000);
+            let t0 = Instant::now();
+            let (_, wall0) = c.stamp(t0);
+            // The input pauses for `up` (a long gap re-anchors), then frames arrive on time.
+            let (dts, wall) = c.stamp(t0 + up);
+            assert_eq!(dts, up.as_secs() * TIMESCALE as u64);
+            assert_eq!(wall, wall0 + up);
+            for k in 1..=90u64 {
+                let jitter = Duration::from_millis(k % 3);
+                let (d, _) = c.stamp(t0 + up + Duration::from_nanos(k * 33_333_333) + jitter);
+                assert_eq!(d, dts + k * 3000, "{up:?} frame {k}");
+            }
+            assert_eq!(c.reanchors, 1);
+        }
     }
 }

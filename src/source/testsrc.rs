@@ -131,7 +131,7 @@ fn run(
             }
         }
         let n = gen.n;
-        let deadline = start + Duration::from_nanos(n * 1_000_000_000 / fps);
+        let deadline = start + crate::media::rate_to_duration(n, fps);
         let now = Instant::now();
         if let Some(sleep) = deadline.checked_duration_since(now) {
             std::thread::sleep(sleep);
@@ -161,7 +161,7 @@ fn run(
             return;
         }
         let began = Instant::now();
-        let scheduled = start + Duration::from_nanos(n * 1_000_000_000 / fps);
+        let scheduled = start + crate::media::rate_to_duration(n, fps);
         encoded = match gen.next(wall_origin + (scheduled - origin)) {
             Ok(e) => e,
             Err(e) => {

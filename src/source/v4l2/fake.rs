@@ -22,11 +22,11 @@ const FRAME: Duration = Duration::from_nanos(1_000_000_000 / 30);
 fn fixture_aus() -> &'static [(Vec<u8>, bool)] {
     static AUS: OnceLock<Vec<(Vec<u8>, bool)>> = OnceLock::new();
     AUS.get_or_init(|| {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/pi-720p30-inline.h264"
-        );
-        let data = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // HLSD_FIXTURES overrides the default location, as in the other tests (worktrees).
+        let dir = std::env::var("HLSD_FIXTURES")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures").to_string());
+        let path = format!("{dir}/pi-720p30-inline.h264");
+        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         split_access_units(&data)
     })
 }
