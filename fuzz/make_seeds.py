@@ -47,6 +47,8 @@ def main():
         # au_parser: 4 option bytes (bit 0: frame-rate override, the 1080p file has no VUI timing).
         opt = b"\x01\x07\x00\x00" if tag == "1080p" else b"\x00\x05\x00\x00"
         write("au_parser", f"{tag}-head4k", opt + data[:4096])
+        # bit 1: small NAL/AU limits (here 64 + 16*h[1] and 64 + 64*h[2] bytes) run the drop paths.
+        write("au_parser", f"{tag}-limits", bytes([opt[0] | 2, 0x20, 0x10, 0]) + data[:8192])
         units = nals(data)
         skel = b"".join(b"\x00\x00\x00\x01" + n[:24] for n in units[:90])
         write("au_parser", f"{tag}-skeleton", opt + skel)

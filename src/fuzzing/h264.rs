@@ -3,6 +3,7 @@
 
 use super::{header, Rng};
 use crate::fmp4::init_segment;
+use crate::h264::parser::{MAX_AU_BYTES, MAX_NAL_BYTES};
 use crate::h264::{avcc_nals, nal_type, slice_header_peek, track_info, AuParser, H264Error, ParsedItem};
 use crate::hls::segmenter::{Segmenter, SegmenterConfig};
 use crate::hls::window::{Window, WindowConfig};
@@ -26,8 +27,15 @@ enum Feed {
     Flushing(Rng),
 }
 
-fn pass(stream: &[u8], frame_duration: Option<u32>, mut feed: Feed) -> Pass {
-    let mut p = AuParser::new(frame_duration);
+/// Size limits of a pass: largest NAL unit and access unit.
+#[derive(Clone, Copy)]
+struct Limits {
+    nal: usize,
+    au: usize,
+}
+
+fn pass(stream: &[u8], frame_duration: Option<u32>, limits: Limits, mut feed: Feed) -> Pass {
+    let mut p = AuParser::with_limits(frame_duration, limits.nal, limits.au);
     let mut items = Vec::new();
     let mut error = None;
     let mut pos = 0;
@@ -68,7 +76,7 @@ fn pass(stream: &[u8], frame_duration: Option<u32>, mut feed: Feed) -> Pass {
 }
 
 /// Checks what every output of the parser must satisfy, for any input.
-fn check_items(items: &[ParsedItem], input_len: usize) {
+fn check_items(items: &[ParsedItem], input_len: usize, limits: Limits) {
     let mut format_seen = false;
     let mut want_idr = false;
     let mut au_bytes = 0usize;
@@ -88,12 +96,14 @@ fn check_items(items: &[ParsedItem], input_len: usize) {
                 for nal in avcc_nals(data) {
                     covered += 4 + nal.len();
                     assert!(!nal.is_empty() && nal[0] & 0x80 == 0, "empty NAL or forbidden bit in an AU");
+                    assert!(nal.len() <= limits.nal, "{}-byte NAL unit passed the {}-byte limit", nal.len(), limits.nal);
                     let t = nal[0] & 0x1f;
                     assert!(t == nal_type::SLICE || t == nal_type::IDR, "non-VCL NAL type {t} in an AU");
                     has_idr |= t == nal_type::IDR;
                 }
                 assert_eq!(covered, data.len(), "AU is not whole AVCC");
                 assert!(covered > 0, "empty AU");
+                assert!(data.len() <= limits.au, "{}-byte AU passed the {}-byte limit", data.len(), limits.au);
                 assert_eq!(has_idr, *idr, "idr flag disagrees with the NAL types");
                 au_bytes += data.len();
             }
@@ -119,9 +129,11 @@ fn same_item(a: &ParsedItem, b: &ParsedItem) -> bool {
 }
 
 /// Annex-B → access units. Input: 4 header bytes (bit 0 of byte 0: a `--framerate` override;
-/// bytes 1..4: the chunking seed), then the byte stream.
+/// bit 1: small size limits from bytes 1 and 2, so the drop paths run on small inputs; bytes
+/// 0..4: the chunking seed), then the byte stream.
 ///
 /// Properties: no panic; every AU is whole AVCC of slice NAL units with a truthful IDR flag,
+/// within the size limits,
 /// preceded by a format and, after each format, starting with an IDR; output bytes bounded by
 /// input bytes; the same items whatever the chunking of the same bytes (up to the first error,
 /// where the longer output extends the shorter); parser usable after flushes mid-NAL and errors;
@@ -130,10 +142,16 @@ pub fn au_parser(data: &[u8]) {
     let (h, stream) = header::<4>(data);
     let fd = (h[0] & 1 == 1).then_some(3000);
     let seed = u64::from(u32::from_le_bytes(h));
-    let whole = pass(stream, fd, Feed::Whole);
-    check_items(&whole.items, stream.len());
-    let chunked = pass(stream, fd, Feed::Chunked(Rng::new(seed)));
-    check_items(&chunked.items, stream.len());
+    // (at least 64 bytes: a dropped NAL's type and first_mb come from its first 16 bytes)
+    let limits = if h[0] & 2 == 2 {
+        Limits { nal: 64 + usize::from(h[1]) * 16, au: 64 + usize::from(h[2]) * 64 }
+    } else {
+        Limits { nal: MAX_NAL_BYTES, au: MAX_AU_BYTES }
+    };
+    let whole = pass(stream, fd, limits, Feed::Whole);
+    check_items(&whole.items, stream.len(), limits);
+    let chunked = pass(stream, fd, limits, Feed::Chunked(Rng::new(seed)));
+    check_items(&chunked.items, stream.len(), limits);
     if whole.error.is_none() && chunked.error.is_none() {
         assert_eq!(whole.items.len(), chunked.items.len(), "chunking changed the number of items");
     } else {
@@ -147,8 +165,8 @@ pub fn au_parser(data: &[u8]) {
     for (i, (a, b)) in whole.items.iter().zip(&chunked.items).enumerate() {
         assert!(same_item(a, b), "item {i} differs between whole and chunked input: {a:?} vs {b:?}");
     }
-    let flushing = pass(stream, fd, Feed::Flushing(Rng::new(seed.rotate_left(17))));
-    check_items(&flushing.items, stream.len());
+    let flushing = pass(stream, fd, limits, Feed::Flushing(Rng::new(seed.rotate_left(17))));
+    check_items(&flushing.items, stream.len(), limits);
     segment(&whole.items);
 }
 
