@@ -191,3 +191,49 @@ fn segment_resolution_change() {
         assert_eq!((p.width, p.height, p.frames), (size.0, size.1, 30), "{p:?}");
     }
 }
+
+/// The init segment's boxes are in ISO/IEC 14496-12 order (moov: mvhd, trak, mvex; minf: vmhd,
+/// dinf, stbl), as read by two parsers that are not ours: ffprobe's mov demuxer (its trace log
+/// lists every box with its parent in reading order) and mp4-atom in strict mode.
+#[test]
+fn init_segment_box_order_is_iso_14496_12_for_independent_parsers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let input = fixture(FIXTURE_720P);
+    let (st, err) = hlsd(&["segment", input.to_str().unwrap(), out.to_str().unwrap()]);
+    assert!(st.success(), "{err}");
+    let init = out.join("vod-i0.mp4");
+    let trace = std::process::Command::new("ffprobe")
+        .args(["-v", "trace", "-show_streams", init.to_str().unwrap()])
+        .output()
+        .expect("ffprobe is installed");
+    assert!(trace.status.success(), "{}", String::from_utf8_lossy(&trace.stderr));
+    let log = String::from_utf8_lossy(&trace.stderr);
+    let children = |parent: &str| -> Vec<String> {
+        let key = format!("parent:'{parent}'");
+        log.lines()
+            .filter(|l| l.contains(&key))
+            .filter_map(|l| Some(l.split("type:'").nth(1)?[..4].to_string()))
+            .collect()
+    };
+    assert_eq!(children("root"), ["ftyp", "moov"]);
+    assert_eq!(children("moov"), ["mvhd", "trak", "mvex"]);
+    assert_eq!(children("trak"), ["tkhd", "mdia"]);
+    assert_eq!(children("mdia"), ["mdhd", "hdlr", "minf"]);
+    assert_eq!(children("minf"), ["vmhd", "dinf", "stbl"]);
+    let streams = String::from_utf8_lossy(&trace.stdout);
+    assert!(streams.contains("codec_name=h264") && streams.contains("width=1280"), "{streams}");
+    // mp4-atom, strict (an unexpected or misplaced child is an error), decodes both boxes.
+    use mp4_atom::{Any, Decode};
+    let data = std::fs::read(&init).unwrap();
+    let buf = &mut &data[..];
+    assert!(matches!(Any::decode(buf).unwrap(), Any::Ftyp(_)));
+    match Any::decode(buf).unwrap() {
+        Any::Moov(m) => {
+            assert!(m.mvex.is_some() && m.trak[0].mdia.minf.vmhd.is_some());
+            assert_eq!(m.trak[0].tkhd.width.integer(), 1280);
+        }
+        other => panic!("moov expected, got {other:?}"),
+    }
+    assert!(buf.is_empty());
+}

@@ -12,7 +12,8 @@
 //! Timestamps may jitter or jump (arrival-stamped sources). Inside a part a frame's duration is
 //! the distance to the next frame, so small gaps are absorbed there; a part's first frame always
 //! sits exactly at the previous part's end (continuity), and gaps that cannot be absorbed within
-//! a segment target, or backwards jumps, are dropped from the media timeline (`offset`).
+//! a segment target, or backwards jumps, are dropped from the media timeline (`offset`); the
+//! next segment then starts with EXT-X-DISCONTINUITY, since its PDT (capture time) jumps.
 
 use crate::fmp4::{self, MuxError, Sample};
 use crate::media::{Frame, SourceEvent, TrackInfo, TIMESCALE};
@@ -115,6 +116,8 @@ pub struct Segmenter {
     max_segment: u64,
     /// Waiting for an IDR after an [`Output::IdrOverdue`] cut.
     overdue: bool,
+    /// A gap was dropped from the media timeline in the open segment (see `on_frame`).
+    timeline_jump: bool,
     pub stats: SegmenterStats,
 }
 
@@ -147,6 +150,7 @@ impl Segmenter {
             discontinuity: false,
             global_part: 0,
             overdue: false,
+            timeline_jump: false,
             stats: SegmenterStats::default(),
         }
     }
@@ -257,7 +261,15 @@ impl Segmenter {
                 None => {}
             }
         }
-        if self.open.is_none() {
+        // A gap longer than a segment target (or a step back) before this frame is dropped from
+        // the media timeline below, but capture time (PDT) keeps it: when that moves PDT by more
+        // than a part against EXTINF, the segment in which PDT jumps gets EXT-X-DISCONTINUITY
+        // (this one if the frame starts it, else the next).
+        let gap = out_dts as i64 - self.part_end as i64;
+        let dropped = self.pending.is_empty() && (gap < 0 || gap as u64 > self.cfg.segment_target);
+        let jump = dropped && gap.unsigned_abs() > self.part_target.min(self.cfg.segment_target);
+        let opening = self.open.is_none();
+        if opening {
             // Only reached with an IDR (wait_idr or a cut at an IDR).
             let msn = self.next_msn;
             self.next_msn += 1;
@@ -265,15 +277,15 @@ impl Segmenter {
             out.push(Output::SegmentStart {
                 msn,
                 pdt: f.capture,
-                discontinuity: std::mem::take(&mut self.discontinuity),
+                discontinuity: std::mem::take(&mut self.discontinuity) | std::mem::take(&mut self.timeline_jump) | jump,
                 init_id: self.init_id,
             });
             self.wait_idr = false;
         }
         if self.pending.is_empty() && out_dts != self.part_end {
-            let gap = out_dts as i64 - self.part_end as i64;
-            if gap < 0 || gap as u64 > self.cfg.segment_target {
+            if dropped {
                 self.offset += gap;
+                self.timeline_jump |= jump && !opening;
             }
             out_dts = self.part_end;
         }

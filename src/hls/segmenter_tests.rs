@@ -246,3 +246,25 @@ fn no_idr_ends_the_segment_at_the_maximum_and_drops_until_the_next() {
     assert_eq!(s.stats.frames_dropped_idr_overdue, 300, "frames 300..600 dropped");
     check_invariants(&out, s.part_target());
 }
+
+/// A gap longer than the segment target is dropped from the media timeline (tfdt stays
+/// continuous) while capture time keeps it, so the segment where PDT jumps is marked
+/// EXT-X-DISCONTINUITY: the segment the gap starts (at an IDR), or the next one (mid-GOP).
+#[test]
+fn gaps_over_the_target_mark_the_segment_where_pdt_jumps() {
+    let starts = |frames: Vec<(u64, bool)>| -> Vec<bool> {
+        let out = run(frames, 3000, cfg());
+        check_invariants(&out, 18_000);
+        out.iter().filter_map(|o| if let Output::SegmentStart { discontinuity, .. } = o { Some(*discontinuity) } else { None }).collect()
+    };
+    let gap = 3 * 90_000;
+    // 3 s pause just before the IDR of frame 30.
+    let at_idr = (0..90u64).map(|n| (n * 3000 + if n >= 30 { gap } else { 0 }, n % 30 == 0)).collect();
+    assert_eq!(starts(at_idr), vec![false, true, false]);
+    // 3 s pause before frame 40 (mid-GOP): the next segment (frame 60) is marked.
+    let mid = (0..90u64).map(|n| (n * 3000 + if n >= 40 { gap } else { 0 }, n % 30 == 0)).collect();
+    assert_eq!(starts(mid), vec![false, false, true]);
+    // A gap under the target is absorbed: no discontinuity.
+    let small = (0..90u64).map(|n| (n * 3000 + if n >= 40 { 30_000 } else { 0 }, n % 30 == 0)).collect();
+    assert_eq!(starts(small), vec![false, false, false]);
+}

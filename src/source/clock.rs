@@ -3,8 +3,11 @@
 //!
 //! Frames arriving on time get `previous + nominal`, so encoder jitter never reaches the media
 //! timeline; a frame that arrives more than a frame early or late re-anchors the timeline to its
-//! arrival time, so media time (and with it EXT-X-PROGRAM-DATE-TIME, which is the arrival wall
-//! clock) stays true to capture time across dropped frames, stalls and clock-rate mismatches.
+//! arrival time, so media time stays true to capture time across dropped frames, stalls and
+//! clock-rate mismatches. A burst (frames queued upstream) is spread at no less than half a
+//! frame apart. The capture wall-clock time (EXT-X-PROGRAM-DATE-TIME) is the wall clock at the
+//! first frame plus the frame's media time, so it advances exactly with EXTINF and jumps only
+//! where media time re-anchors.
 
 use crate::h264::ParsedItem;
 use crate::media::{Frame, SourceEvent, TIMESCALE};
@@ -55,7 +58,9 @@ impl ArrivalClock {
         };
         self.last = Some(dts);
         self.stamped += 1;
-        (dts, wall + since)
+        // Capture time follows the media timeline (within a frame of arrival on a steady input;
+        // ahead of it while a burst is spread out), so PROGRAM-DATE-TIME advances with EXTINF.
+        (dts, wall + crate::media::ticks_to_duration(dts))
     }
 }
 
