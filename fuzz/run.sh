@@ -20,6 +20,7 @@ target="${1:?usage: fuzz/run.sh TARGET SECONDS (targets: $targets)}"
 secs="${2:?usage: fuzz/run.sh TARGET SECONDS}"
 shift 2
 [[ " $targets " == *" $target "* ]] || { echo "unknown target $target (targets: $targets)" >&2; exit 2; }
+command -v c++ >/dev/null || "$here/../infra/setup.sh" --fuzz
 command -v c++ >/dev/null || { echo "fuzz/run.sh: a C++ compiler is needed (apt-get install g++)" >&2; exit 2; }
 
 triple="$(rustc -vV | sed -n 's/^host: //p')"
