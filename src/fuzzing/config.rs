@@ -67,14 +67,14 @@ pub fn specs(data: &[u8]) {
 
 fn rtmp(text: &str) {
     const MARK: &str = "ZqKeyMark";
+    if text.contains(MARK) {
+        return; // (the fuzzer learns the marker from the comparisons)
+    }
     match text.parse::<RtmpUrl>() {
         Ok(u) => {
             // Put a marker in place of the key and look for it in everything printed (the key
             // itself may well also spell a part of the host or app).
             let raw = u.expose().trim_end_matches('/');
-            if raw.contains(MARK) {
-                return;
-            }
             let stem = raw.strip_suffix(u.stream_key()).unwrap_or_else(|| panic!("key is not the end of {raw:?}"));
             let probe = format!("{stem}{MARK}");
             let p: RtmpUrl = probe.parse().unwrap_or_else(|e| panic!("{probe:?} (another key) does not parse: {e}"));
