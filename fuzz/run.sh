@@ -8,7 +8,7 @@
 # Builds fuzz/ (its own workspace; target dir fuzz/target) with the sanitizer-coverage passes
 # that cargo-fuzz would use, plus debug assertions and overflow checks, but without -Zsanitizer
 # (that needs nightly; safe Rust needs no ASan). libfuzzer-sys compiles libFuzzer's C++ itself
-# (needs a C++ compiler: g++ or clang++). The corpus (fuzz/corpus/TARGET, not committed) starts
+# (with `c++`; infra/setup.sh --fuzz installs g++ when there is none). The corpus (fuzz/corpus/TARGET, not committed) starts
 # from fuzz/seeds/TARGET and fuzz/regressions/TARGET; crashes land in fuzz/artifacts/TARGET/.
 # Prints libFuzzer's final stats (executions, exec/s, coverage) and exits 1 on a finding.
 # Environment: JOBS (cargo -j, default 1), NICE (default 10), MAX_LEN (per-target default).
