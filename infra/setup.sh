@@ -2,6 +2,7 @@
 # Installs what hlsd needs on Debian / Raspberry Pi OS. Idempotent; installs only what is missing.
 #   infra/setup.sh          build + run needs (Node.js/npm for the player's hls.js, a C compiler)
 #   infra/setup.sh --test   also the test tools (ffmpeg/ffprobe, chromium, nginx, moto's S3 server)
+#   infra/setup.sh --fuzz   also a C++ compiler for fuzz/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,10 @@ if [[ "${1:-}" == "--test" ]]; then
   want+=(ffmpeg chromium nginx time python3 curl)
   want+=(libnginx-mod-rtmp libnginx-mod-stream openssl)  # tests/rtmp.rs: RTMP relay, TLS front for rtmps
   want+=(python3-pip)  # tests/storage.rs: moto's S3 server, below
+fi
+# fuzz/run.sh: libfuzzer-sys compiles libFuzzer's C++ runtime.
+if [[ " $* " == *" --fuzz "* ]]; then
+  want+=(g++)
 fi
 
 missing=()

@@ -20,6 +20,8 @@ pub mod app;
 pub mod config;
 pub mod config_file;
 pub mod fmp4;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod h264;
 pub mod hls;
 pub mod http;

@@ -66,6 +66,11 @@ pub fn track_info(sps: &[u8], pps: &[u8], frame_duration: Option<u32>) -> Result
     let (width, height) = parsed
         .pixel_dimensions()
         .map_err(|e| H264Error::BadSps(format!("{e:?}")))?;
+    // The init segment stores them in 16 bits; H.264 level 6.2 tops out near 16888 wide. Zero:
+    // cropping that removes the whole picture.
+    if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
+        return Err(H264Error::Unsupported(format!("{width}x{height} pictures (at most {MAX_DIMENSION} each way)")));
+    }
     if parsed.chroma_info.chroma_format != h264_reader::nal::sps::ChromaFormat::YUV420 {
         return Err(H264Error::Unsupported(format!(
             "chroma format {:?}; browsers play 4:2:0 only (ffmpeg: -pix_fmt yuv420p)",
@@ -87,6 +92,9 @@ pub fn track_info(sps: &[u8], pps: &[u8], frame_duration: Option<u32>) -> Result
         frame_duration,
     })
 }
+
+/// Largest picture width or height accepted from an SPS (and neither may be 0).
+pub const MAX_DIMENSION: u32 = 16_384;
 
 /// Nominal frame duration from the VUI timing info, if it is present and plausible (1–240 fps).
 fn vui_frame_duration(sps: &SeqParameterSet) -> Option<u32> {
@@ -174,6 +182,10 @@ mod tests {
         assert!(matches!(track_info(&[0x67, 0xff], &[0x68], None), Err(H264Error::BadSps(_))));
         assert!(track_info(&[0x67, 0xff, 0xff, 0xff, 0xff, 0xff], &[0x68], None).is_err());
         assert!(slice_header_peek(&[0x65]).is_none());
+        // Found by fuzzing: 32x65536 was accepted and written as 32x0 into the init segment.
+        assert!(matches!(track_info(&[0x67, 0x00, 0x64, 0xfd, 0xfd, 0x00, 0x08, 0x00, 0x64], &[0x68], Some(3000)), Err(H264Error::Unsupported(_))));
+        // ... and one cropped to nothing.
+        assert!(matches!(track_info(&[0x67, 0x39, 0x39, 0x39, 0x39, 0x35, 0x36, 0xe4, 0x32], &[0x68], Some(3000)), Err(H264Error::Unsupported(_))));
         // first_mb_in_slice = 0 (bit '1'), slice_type = 7 (I, '0001000') => 2
         assert_eq!(slice_header_peek(&[0x65, 0b1000_1000, 0]), Some((0, 2)));
     }

@@ -30,6 +30,10 @@ fn rules_8a_to_8e() {
     assert_eq!(decide(&s, &d(Some(3), None)), Decision::Wait, "8a: open segment not complete");
     assert_eq!(decide(&s, &d(Some(4), None)), Decision::Wait, "8e: L+2 blocks");
     assert!(matches!(decide(&s, &d(Some(6), None)), Decision::BadRequest(_)), "8e: L+4 is 400");
+    for huge in [1 << 63, u64::MAX] {
+        assert!(matches!(decide(&s, &d(Some(huge), None)), Decision::BadRequest(_)), "8e: msn {huge} is 400, not held");
+        assert!(matches!(decide(&s, &d(Some(huge), Some(0))), Decision::BadRequest(_)), "8e: msn {huge} is 400, not held");
+    }
     assert_eq!(decide(&s, &d(Some(3), Some(0))), Decision::Ready, "8b: part exists");
     assert_eq!(decide(&s, &d(Some(3), Some(1))), Decision::Wait, "8b: next part");
     assert_eq!(decide(&s, &d(Some(2), Some(9))), Decision::Ready, "8b: past the last part of 2 = (3,0)");

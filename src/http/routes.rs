@@ -67,7 +67,7 @@ pub fn is_traversal(path: &str) -> bool {
 
 fn media(rest: &str) -> Option<Route> {
     let num = |s: &str| -> Option<u64> {
-        if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         s.parse().ok()
@@ -101,6 +101,9 @@ mod tests {
         assert_eq!(Route::parse("/k3x-p.m4s", r), None);
         assert_eq!(Route::parse("/k3x-p+1.m4s", r), None);
         assert_eq!(Route::parse("/k3x-p99999999999999999999999.m4s", r), None);
+        // Every number hlsd can write parses back (u64::MAX has 20 digits; found by fuzzing).
+        assert_eq!(Route::parse("/k3x-p18446744073709551615.m4s", r), Some(Route::Part(u64::MAX)));
+        assert_eq!(Route::parse("/k3x-s18446744073709551616.m4s", r), None);
         assert_eq!(Route::parse("/../etc/passwd", r), None);
         assert_eq!(Route::parse("/a/b", r), None);
         assert_eq!(Route::parse("x", r), None);

@@ -21,7 +21,7 @@ pub enum UrlError {
     Scheme(String),
     #[error("RTMP URL {0}: user:password@ credentials are not supported; put the key in the path")]
     Credentials(String),
-    #[error("RTMP URL {0}: missing host")]
+    #[error("RTMP URL {0}: missing or malformed host (an IPv6 address goes in brackets: rtmp://[::1]/app/KEY)")]
     Host(String),
     #[error("RTMP URL {0}: bad port {1:?}")]
     Port(String, String),
@@ -120,19 +120,25 @@ impl FromStr for RtmpUrl {
                 if tls { "rtmps" } else { "rtmp" }
             )));
         }
+        let bad_host = || UrlError::Host(shown("..."));
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| UrlError::Host(shown("...")))?;
-            (h, after.strip_prefix(':'))
+            let (h, after) = v6.split_once(']').ok_or_else(bad_host)?;
+            match after {
+                "" => (h, None),
+                _ => (h, Some(after.strip_prefix(':').ok_or_else(bad_host)?)),
+            }
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (h, Some(p)),
                 None => (authority, None),
             }
         };
-        if host.is_empty() {
-            return Err(UrlError::Host(shown("...")));
+        // An IPv6 address only in brackets, nothing but ":PORT" after them (RFC 3986 3.2.2).
+        if host.is_empty()
+            || host.contains(['[', ']'])
+            || (host.contains(':') && !authority.starts_with('['))
+        {
+            return Err(bad_host());
         }
         let port = match port {
             None => {
@@ -360,7 +366,12 @@ mod tests {
             ("rtmp://host/live/", "APP/STREAM-KEY"),
             ("rtmp://host:99999/live/SECRETKEY", "bad port"),
             ("rtmp://user:SECRETKEY@host/live/x", "credentials"),
-            ("rtmp:///live/SECRETKEY", "missing host"),
+            ("rtmp:///live/SECRETKEY", "missing or malformed host"),
+            // Found by fuzzing: a host the masked form could not give back.
+            ("rtmp://::1]:1935/live/SECRETKEY", "malformed host"),
+            ("rtmp://a:b:1935/live/SECRETKEY", "malformed host"),
+            ("rtmp://[::1]junk/live/SECRETKEY", "malformed host"),
+            ("rtmp://[::1]:/live/SECRETKEY", "bad port"),
             ("SECRETKEY", "rtmp://"),
         ] {
             let e = bad.parse::<RtmpUrl>().unwrap_err().to_string();
