@@ -45,7 +45,7 @@ fn state(frames: u64, ended: bool, base: &str) -> Arc<HttpState> {
     if ended {
         w.end();
     }
-    Arc::new(HttpState { snapshots: rx, base: base.into(), jpeg: Default::default() })
+    Arc::new(HttpState::new(rx, base.into(), crate::http::limits::HeldLimit::new(64)))
 }
 
 thread_local! {

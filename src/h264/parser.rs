@@ -147,6 +147,11 @@ impl AuParser {
         (self.format.is_none() && self.skipped_before_start > 0).then_some(H264Error::NoSps(self.bytes_seen))
     }
 
+    /// The current stream format, once known (the fuzzing harness checks it).
+    pub fn format(&self) -> Option<&TrackInfo> {
+        self.format.as_ref()
+    }
+
     fn take_nals(&mut self) -> Result<(), H264Error> {
         let sink = self.reader.nal_handler_mut();
         let nals = std::mem::take(&mut sink.nals);
