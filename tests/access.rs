@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{client, get, get_with, probe_bytes, resolve, rules::MediaPlaylist, Hlsd};
+use common::{client, get, get_with, probe_bytes, resolve, rules::MediaPlaylist, self_signed_cert, Hlsd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const ACCESS: &str = "ACCESS-SECRET-0123456789";
@@ -285,21 +285,6 @@ async fn h2_get(send: &mut hyper::client::conn::http2::SendRequest<http_body_uti
     r.status().as_u16()
 }
 
-fn make_cert(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
-    let st = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
-        .args(["-subj", &format!("/CN={name}"), "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl (infra/setup.sh --test installs it)");
-    assert!(st.success());
-    (cert, key)
-}
-
 /// Replaces the live files by rename (as certbot and most deploy tools do).
 fn install(from: &(std::path::PathBuf, std::path::PathBuf), to: &(std::path::PathBuf, std::path::PathBuf)) {
     for (f, t) in [(&from.0, &to.0), (&from.1, &to.1)] {
@@ -312,8 +297,8 @@ fn install(from: &(std::path::PathBuf, std::path::PathBuf), to: &(std::path::Pat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_certificate_reloads_on_sighup_and_file_change_without_dropping_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let a = make_cert(dir.path(), "a");
-    let b = make_cert(dir.path(), "b");
+    let a = self_signed_cert(dir.path(), "a");
+    let b = self_signed_cert(dir.path(), "b");
     let live = (dir.path().join("live.crt"), dir.path().join("live.key"));
     install(&a, &live);
     let hlsd = Hlsd::start(&[

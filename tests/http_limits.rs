@@ -8,7 +8,7 @@ mod common;
 #[path = "hostile/util.rs"]
 mod util;
 
-use common::{client, get, media, rules, wait_for_msn, Hlsd};
+use common::{client, get, media, rules, self_signed_cert, wait_for_msn, Hlsd};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -173,16 +173,7 @@ fn tls_handshake_and_http2_idle_time_out() {
 
 async fn tls_and_h2() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let st = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl (infra/setup.sh --test installs it)");
-    assert!(st.success());
+    let (cert, key) = self_signed_cert(dir.path(), "localhost");
     let limits = ["--http-first-byte-timeout", "1", "--http-timeout", "2", "--width", "320", "--height", "180"];
     let tls = Hlsd::start(&[&limits[..], &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]].concat());
     // Closed within (timeout, timeout + 3 s): silent socket, and a TLS record header without the rest.

@@ -3,22 +3,13 @@
 
 mod common;
 
-use common::{client, get, rules, wait_for_msn, Hlsd};
+use common::{client, get, rules, self_signed_cert, wait_for_msn, Hlsd};
 use std::process::{Command, Stdio};
 
 #[test]
 fn https_serves_http2_with_the_configured_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl (infra/setup.sh --test installs it)");
-    assert!(st.success());
+    let (cert, key) = self_signed_cert(dir.path(), "localhost");
     let hlsd = Hlsd::start(&[
         "--width", "320", "--height", "240",
         "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap(),

@@ -1032,3 +1032,20 @@ pub async fn probe_playlist(
         .map(|(i, (_, data, n, segs))| (probe_bytes(dir, &format!("group{i}.mp4"), &data), n, segs))
         .collect()
 }
+
+/// A throwaway self-signed certificate (EC P-256, CN = `name`, valid 1 day) and its key:
+/// `DIR/NAME.crt`, `DIR/NAME.key`.
+pub fn self_signed_cert(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let st = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", &format!("/CN={name}"), "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (infra/setup.sh --test installs it)");
+    assert!(st.success(), "openssl could not make a certificate");
+    (cert, key)
+}
