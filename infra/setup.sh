@@ -14,6 +14,7 @@ command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
 if [[ "${1:-}" == "--test" ]]; then
   want+=(ffmpeg chromium nginx time python3 curl)
   want+=(libnginx-mod-rtmp libnginx-mod-stream openssl)  # tests/rtmp.rs: RTMP relay, TLS front for rtmps
+  want+=(libnginx-mod-http-js)  # tests/access.rs: the README's njs check of signed URLs at nginx
   want+=(python3-pip)  # tests/storage.rs: moto's S3 server, below
 fi
 # fuzz/run.sh: libfuzzer-sys compiles libFuzzer's C++ runtime.

@@ -351,3 +351,82 @@ async fn tls_certificate_reloads_on_sighup_and_file_change_without_dropping_conn
     assert_eq!(h2_get(&mut old, hlsd.port, "/healthz").await, 200, "still the same old connection");
     hlsd.assert_no_panic();
 }
+
+/// The fenced block of `lang` that follows `marker` in the README.
+fn readme_block(marker: &str, lang: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let at = readme.find(marker).unwrap_or_else(|| panic!("README has no {marker:?}"));
+    let open = format!("```{lang}\n");
+    let start = readme[at..].find(&open).map(|i| at + i + open.len()).expect("code block");
+    let end = readme[start..].find("```").map(|i| start + i).expect("end of code block");
+    readme[start..end].to_string()
+}
+
+/// README "Validating at the edge (nginx)": its njs script and nginx configuration, run by a real
+/// nginx (Debian's libnginx-mod-http-js) in front of hlsd, pass what hlsd signed and refuse the
+/// rest themselves (nginx's own 403 page), before hlsd sees the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_njs_recipe_validates_signed_urls_at_nginx() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &format!("access-secret = \"{ACCESS}\"\nbase-path = \"/cams/birdbox\"\nwidth = 320\nheight = 240\n"));
+    let hlsd = Hlsd::start(&["--config", &cfg]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let script = dir.path().join("hlsd_auth.js");
+    std::fs::write(&script, readme_block("Validating at the edge (nginx)", "js")).unwrap();
+    let d = dir.path().display();
+    let conf = readme_block("Validating at the edge (nginx)", "nginx")
+        .replace("modules/ngx_http_js_module.so", "/usr/lib/nginx/modules/ngx_http_js_module.so")
+        .replace("/etc/nginx/hlsd_auth.js", &script.display().to_string())
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", hlsd.port))
+        .replace(
+            "http {",
+            &format!("http {{\n    access_log off;\n    client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};"),
+        )
+        .replace("server {", &format!("server {{\n        listen 127.0.0.1:{port};"));
+    assert!(conf.contains(&format!("listen 127.0.0.1:{port}")) && conf.contains("js_set"), "{conf}");
+    let conf = format!("{conf}\npid {d}/nginx.pid;\ndaemon off;\nevents {{}}\n");
+    std::fs::write(dir.path().join("nginx.conf"), &conf).unwrap();
+    let mut nginx = std::process::Command::new("nginx")
+        .args(["-e", "stderr", "-p"])
+        .arg(dir.path())
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"))
+        .env("HLSD_ACCESS_SECRET", ACCESS)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx (infra/setup.sh --test installs it with libnginx-mod-http-js)");
+    // nginx gives no readiness event: poll its port, bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(nginx.try_wait().unwrap().is_none(), "nginx exited: see its stderr above\n{conf}");
+        assert!(std::time::Instant::now() < deadline, "nginx did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let c = client();
+    let edge = format!("http://127.0.0.1:{port}/cams/birdbox");
+    let secret = ACCESS.as_bytes();
+    // Signed by hlsd's rules: through nginx to hlsd and back, and the playlist URIs carry it.
+    let token = hlsd::http::auth::sign(secret, "/cams/birdbox/", now() + 600);
+    let r = get(&c, &format!("{edge}/stream.m3u8?{token}")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let media = r.text().lines().find(|l| l.starts_with("media.m3u8")).expect("media URI").to_string();
+    assert!(media.contains(&token), "{media}");
+    let r = get(&c, &format!("{edge}/{media}&_HLS_msn=1")).await;
+    assert_eq!(r.status, 200, "blocking reload through nginx: {}", r.text());
+    let init = uris(&r.text()).into_iter().find(|u| u.contains("-i")).expect("init URI");
+    assert_eq!(get(&c, &format!("{edge}/{init}")).await.status, 200);
+    // Refused by nginx itself (its HTML page), whatever is wrong with the link.
+    for (what, query) in [
+        ("unsigned", String::new()),
+        ("expired", hlsd::http::auth::sign(secret, "/cams/birdbox/", now() - 10)),
+        ("forged", hlsd::http::auth::sign(b"not-the-secret-0123456", "/cams/birdbox/", now() + 600)),
+        ("other path", hlsd::http::auth::sign(secret, "/cams/other/", now() + 600)),
+        ("prefix boundary", hlsd::http::auth::sign(secret, "/cams/bird", now() + 600)),
+    ] {
+        let r = get(&c, &format!("{edge}/stream.m3u8?{query}")).await;
+        assert_eq!(r.status, 403, "{what}: {}", r.text());
+        assert!(r.text().contains("<center>nginx"), "{what}: refused by hlsd, not nginx: {}", r.text());
+    }
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+}

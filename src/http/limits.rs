@@ -18,8 +18,9 @@ pub const FD_RESERVE: u64 = 256;
 /// Fewest client connections whatever the open-file limit says.
 const MIN_CONNECTIONS: usize = 16;
 
-/// Limits of one HTTP server (`serve`).
-#[derive(Debug, Clone)]
+/// Limits of the HTTP servers (`serve`). The connection slots and the per-IP table live here, so
+/// listeners that share one `HttpLimits` (the main one and `metrics-listen`) share the budget.
+#[derive(Debug)]
 pub struct HttpLimits {
     pub timeouts: Timeouts,
     /// Effective global connection limit (configured, lowered to fit the open-file limit).
@@ -28,6 +29,10 @@ pub struct HttpLimits {
     pub per_ip: usize,
     /// Addresses exempt from the per-IP limit (reverse proxies).
     pub trusted: Vec<IpAddr>,
+    /// One permit per open connection, `max_connections` in all.
+    pub slots: Arc<tokio::sync::Semaphore>,
+    /// Open connections per client address.
+    pub per_ip_open: Arc<PerIp>,
 }
 
 impl HttpLimits {
@@ -57,6 +62,8 @@ impl HttpLimits {
             max_connections,
             per_ip: cfg.max_connections_per_ip,
             trusted: cfg.trusted_proxies.clone(),
+            slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+            per_ip_open: Arc::default(),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use super::conn::{Activity, Expired, GuardedIo};
 use super::handlers::{self, HttpState};
-use super::limits::{HttpLimits, PerIp, RateLimited};
+use super::limits::{HttpLimits, RateLimited};
 use crate::metrics::{self, ReasonLabels};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -81,8 +81,6 @@ pub async fn serve(
 ) {
     let builder = Arc::new(builder(&limits));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let per_ip = Arc::new(PerIp::default());
     tokio::pin!(shutdown);
     loop {
         let (sock, peer) = tokio::select! {
@@ -100,7 +98,7 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let Ok(permit) = limits.slots.clone().try_acquire_owned() else {
             reject("max_connections", peer);
             continue;
         };
@@ -108,7 +106,7 @@ pub async fn serve(
         let ip_guard = if limits.per_ip == 0 || trusted {
             None
         } else {
-            match per_ip.try_acquire(peer.ip(), limits.per_ip) {
+            match limits.per_ip_open.try_acquire(peer.ip(), limits.per_ip) {
                 Some(g) => Some(g),
                 None => {
                     reject("per_ip", peer);

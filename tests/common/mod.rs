@@ -147,9 +147,15 @@ impl Hlsd {
                         Some((scheme, rest.trim_end_matches('/').to_string()))
                     });
                     if let Some((scheme, rest)) = found {
-                        let port: u16 = rest.parse().map_err(|_| format!("bad line {line:?}"))?;
+                        // "PORT" or "PORT/BASE-PATH" (with `base-path`).
+                        let (port, path) = rest.split_once('/').map_or((rest.as_str(), ""), |(p, b)| (p, b));
+                        let port: u16 = port.parse().map_err(|_| format!("bad line {line:?}"))?;
                         h.port = port;
-                        h.base = format!("{scheme}://127.0.0.1:{port}");
+                        h.base = if path.is_empty() {
+                            format!("{scheme}://127.0.0.1:{port}")
+                        } else {
+                            format!("{scheme}://127.0.0.1:{port}/{path}")
+                        };
                         return Ok((h, stdin));
                     }
                 }
