@@ -384,9 +384,10 @@ async fn the_readme_njs_recipe_validates_signed_urls_at_nginx() {
         )
         .replace("server {", &format!("server {{\n        listen 127.0.0.1:{port};"));
     assert!(conf.contains(&format!("listen 127.0.0.1:{port}")) && conf.contains("js_set"), "{conf}");
-    let conf = format!("{conf}\npid {d}/nginx.pid;\ndaemon off;\nevents {{}}\n");
+    // One process (no master), so killing it leaves no worker behind, as in tests/rtmp.rs.
+    let conf = format!("{conf}\npid {d}/nginx.pid;\ndaemon off;\nmaster_process off;\nevents {{}}\n");
     std::fs::write(dir.path().join("nginx.conf"), &conf).unwrap();
-    let mut nginx = std::process::Command::new("nginx")
+    let mut nginx = Reaped(std::process::Command::new("nginx")
         .args(["-e", "stderr", "-p"])
         .arg(dir.path())
         .arg("-c")
@@ -394,11 +395,11 @@ async fn the_readme_njs_recipe_validates_signed_urls_at_nginx() {
         .env("HLSD_ACCESS_SECRET", ACCESS)
         .stdin(std::process::Stdio::null())
         .spawn()
-        .expect("nginx (infra/setup.sh --test installs it with libnginx-mod-http-js)");
+        .expect("nginx (infra/setup.sh --test installs it with libnginx-mod-http-js)"));
     // nginx gives no readiness event: poll its port, bounded.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(nginx.try_wait().unwrap().is_none(), "nginx exited: see its stderr above\n{conf}");
+        assert!(nginx.0.try_wait().unwrap().is_none(), "nginx exited: see its stderr above\n{conf}");
         assert!(std::time::Instant::now() < deadline, "nginx did not listen on {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -427,6 +428,14 @@ async fn the_readme_njs_recipe_validates_signed_urls_at_nginx() {
         assert_eq!(r.status, 403, "{what}: {}", r.text());
         assert!(r.text().contains("<center>nginx"), "{what}: refused by hlsd, not nginx: {}", r.text());
     }
-    let _ = nginx.kill();
-    let _ = nginx.wait();
+}
+
+/// A child process killed and reaped when dropped (also when the test fails).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
