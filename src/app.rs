@@ -105,7 +105,7 @@ pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Outpu
     });
     let state = Arc::new(state);
     let status_listener = match cfg.metrics_listen {
-        Some(a) => Some(TcpListener::bind(a).await.map_err(|e| anyhow::anyhow!("cannot listen on metrics-listen {a}: {e}"))?),
+        Some(a) => Some(crate::http::limits::listen(a).map_err(|e| anyhow::anyhow!("cannot listen on metrics-listen {a}: {e}"))?),
         None => None,
     };
     let limits = Arc::new(crate::http::HttpLimits::from_config(&cfg));
