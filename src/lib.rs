@@ -30,7 +30,8 @@ pub mod metrics;
 pub mod policy;
 pub mod secret;
 pub mod sink;
-pub mod snapshot;
+pub mod poster;
 pub mod source;
+pub mod stream;
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -45,7 +45,7 @@ pub(crate) async fn snapshot_jpg(state: &HttpState) -> Resp {
         Some((part, jpeg)) if *part == kf.part => jpeg.clone(),
         _ => {
             let k = kf.clone();
-            let res = tokio::task::spawn_blocking(move || crate::snapshot::encode_jpeg(&k.sps, &k.pps, &k.data, 80)).await;
+            let res = tokio::task::spawn_blocking(move || crate::poster::encode_jpeg(&k.sps, &k.pps, &k.data, 80)).await;
             match res {
                 Ok(Ok(j)) => {
                     let j = bytes::Bytes::from(j);
@@ -54,7 +54,7 @@ pub(crate) async fn snapshot_jpg(state: &HttpState) -> Resp {
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "snapshot failed");
-                    return handlers::unavailable("snapshot failed; see the server log\n");
+                    return handlers::unavailable("poster image failed; see the server log\n");
                 }
                 Err(_) => return handlers::unavailable("snapshot failed\n"),
             }

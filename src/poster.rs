@@ -21,30 +21,30 @@ const AVCC_LENGTH_SIZE: usize = 4;
 /// Why no JPEG could be made from a keyframe.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum SnapshotError {
-    #[error("snapshot: the {0} is empty")]
+pub enum PosterError {
+    #[error("poster: the {0} is empty")]
     EmptyParameterSet(&'static str),
-    #[error("snapshot: the keyframe sample holds no NAL unit")]
+    #[error("poster: the keyframe sample holds no NAL unit")]
     EmptyKeyframe,
-    #[error("snapshot: keyframe sample is not AVCC: NAL length {len} at offset {offset} overruns its {total} bytes")]
+    #[error("poster: keyframe sample is not AVCC: NAL length {len} at offset {offset} overruns its {total} bytes")]
     BadAvccLength {
         offset: usize,
         len: usize,
         total: usize,
     },
-    #[error("snapshot: openh264 decoder could not be created: {0}")]
+    #[error("poster: openh264 decoder could not be created: {0}")]
     DecoderInit(String),
-    #[error("snapshot: openh264 could not decode the keyframe ({annexb_len} bytes of Annex B): {message}")]
+    #[error("poster: openh264 could not decode the keyframe ({annexb_len} bytes of Annex B): {message}")]
     Decode { annexb_len: usize, message: String },
     #[error(
-        "snapshot: openh264 returned no picture for the keyframe ({annexb_len} bytes of Annex B)"
+        "poster: openh264 returned no picture for the keyframe ({annexb_len} bytes of Annex B)"
     )]
     NoPicture { annexb_len: usize },
     #[error(
-        "snapshot: decoded picture of {width}x{height} cannot be a JPEG (1 to 65535 pixels a side)"
+        "poster: decoded picture of {width}x{height} cannot be a JPEG (1 to 65535 pixels a side)"
     )]
     BadDimensions { width: usize, height: usize },
-    #[error("snapshot: JPEG encoding of the {width}x{height} picture failed: {message}")]
+    #[error("poster: JPEG encoding of the {width}x{height} picture failed: {message}")]
     Jpeg {
         width: usize,
         height: usize,
@@ -59,17 +59,17 @@ pub fn encode_jpeg(
     pps: &[u8],
     idr_avcc: &[u8],
     quality: u8,
-) -> Result<Vec<u8>, SnapshotError> {
+) -> Result<Vec<u8>, PosterError> {
     let annexb = to_annexb(sps, pps, idr_avcc)?;
     let (rgb, width, height) = decode_rgb(&annexb)?;
     let (w, h) = match (u16::try_from(width), u16::try_from(height)) {
         (Ok(w), Ok(h)) if w > 0 && h > 0 => (w, h),
-        _ => return Err(SnapshotError::BadDimensions { width, height }),
+        _ => return Err(PosterError::BadDimensions { width, height }),
     };
     let mut jpeg = Vec::with_capacity(rgb.len() / 10);
     jpeg_encoder::Encoder::new(&mut jpeg, quality.clamp(1, 100))
         .encode(&rgb, w, h, jpeg_encoder::ColorType::Rgb)
-        .map_err(|e| SnapshotError::Jpeg {
+        .map_err(|e| PosterError::Jpeg {
             width,
             height,
             message: e.to_string(),
@@ -78,12 +78,12 @@ pub fn encode_jpeg(
 }
 
 /// SPS, PPS and the sample's NAL units, each behind a 4-byte start code.
-fn to_annexb(sps: &[u8], pps: &[u8], idr_avcc: &[u8]) -> Result<Vec<u8>, SnapshotError> {
+fn to_annexb(sps: &[u8], pps: &[u8], idr_avcc: &[u8]) -> Result<Vec<u8>, PosterError> {
     if sps.is_empty() {
-        return Err(SnapshotError::EmptyParameterSet("SPS"));
+        return Err(PosterError::EmptyParameterSet("SPS"));
     }
     if pps.is_empty() {
-        return Err(SnapshotError::EmptyParameterSet("PPS"));
+        return Err(PosterError::EmptyParameterSet("PPS"));
     }
     let mut out = Vec::with_capacity(sps.len() + pps.len() + idr_avcc.len() + 3 * START_CODE.len());
     for nal in [sps, pps] {
@@ -93,7 +93,7 @@ fn to_annexb(sps: &[u8], pps: &[u8], idr_avcc: &[u8]) -> Result<Vec<u8>, Snapsho
     let mut offset = 0;
     let mut nals = 0;
     while offset < idr_avcc.len() {
-        let overrun = |len| SnapshotError::BadAvccLength {
+        let overrun = |len| PosterError::BadAvccLength {
             offset,
             len,
             total: idr_avcc.len(),
@@ -117,16 +117,16 @@ fn to_annexb(sps: &[u8], pps: &[u8], idr_avcc: &[u8]) -> Result<Vec<u8>, Snapsho
         offset = start + len;
     }
     if nals == 0 {
-        return Err(SnapshotError::EmptyKeyframe);
+        return Err(PosterError::EmptyKeyframe);
     }
     Ok(out)
 }
 
 /// Decodes one Annex-B keyframe to packed RGB; returns it with width and height.
-fn decode_rgb(annexb: &[u8]) -> Result<(Vec<u8>, usize, usize), SnapshotError> {
+fn decode_rgb(annexb: &[u8]) -> Result<(Vec<u8>, usize, usize), PosterError> {
     let annexb_len = annexb.len();
-    let mut decoder = Decoder::new().map_err(|e| SnapshotError::DecoderInit(e.to_string()))?;
-    let decode_error = |e: openh264::Error| SnapshotError::Decode {
+    let mut decoder = Decoder::new().map_err(|e| PosterError::DecoderInit(e.to_string()))?;
+    let decode_error = |e: openh264::Error| PosterError::Decode {
         annexb_len,
         message: e.to_string(),
     };
@@ -138,7 +138,7 @@ fn decode_rgb(annexb: &[u8]) -> Result<(Vec<u8>, usize, usize), SnapshotError> {
     pictures
         .last()
         .map(|p| to_rgb(p))
-        .ok_or(SnapshotError::NoPicture { annexb_len })
+        .ok_or(PosterError::NoPicture { annexb_len })
 }
 
 fn to_rgb(picture: &openh264::decoder::DecodedYUV<'_>) -> (Vec<u8>, usize, usize) {
@@ -252,20 +252,20 @@ mod tests {
     fn malformed_input_is_a_clear_error() {
         assert_eq!(
             encode_jpeg(&[], &[0x68], &[0, 0, 0, 1, 0x65], 80),
-            Err(SnapshotError::EmptyParameterSet("SPS"))
+            Err(PosterError::EmptyParameterSet("SPS"))
         );
         assert_eq!(
             encode_jpeg(&[0x67], &[], &[0, 0, 0, 1, 0x65], 80),
-            Err(SnapshotError::EmptyParameterSet("PPS"))
+            Err(PosterError::EmptyParameterSet("PPS"))
         );
         assert_eq!(
             encode_jpeg(&[0x67], &[0x68], &[], 80),
-            Err(SnapshotError::EmptyKeyframe)
+            Err(PosterError::EmptyKeyframe)
         );
         let err = encode_jpeg(&[0x67], &[0x68], &[0, 0, 0, 9, 0x65], 80).unwrap_err();
         assert_eq!(
             err,
-            SnapshotError::BadAvccLength {
+            PosterError::BadAvccLength {
                 offset: 0,
                 len: 9,
                 total: 5
@@ -281,7 +281,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(err, SnapshotError::BadAvccLength { offset: 5, .. }),
+            matches!(err, PosterError::BadAvccLength { offset: 5, .. }),
             "{err:?}"
         );
     }
