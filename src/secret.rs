@@ -251,5 +251,4 @@ impl PartialEq<&str> for Masked {
 }
 
 #[cfg(test)]
-#[path = "secret_tests.rs"]
 mod tests;

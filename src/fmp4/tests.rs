@@ -1,7 +1,7 @@
 //! Box writer tests: parse the output back and check the CMAF rules of ll-hls.md §4.
 
 use super::*;
-use crate::hls::segmenter::tests::info;
+use crate::testutil::info;
 use mp4_atom::{Any, Decode};
 
 #[test]

@@ -316,10 +316,8 @@ impl AuParser {
 }
 
 #[cfg(test)]
-#[path = "parser_tests.rs"]
 mod tests;
 #[cfg(test)]
-#[path = "parser_limits_tests.rs"]
 mod limits_tests;
 
 /// A NAL unit with the forbidden bit set or a slice header that cannot be read: ignored, and

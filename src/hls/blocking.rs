@@ -112,5 +112,4 @@ pub fn timeout_secs(snap: &Snapshot) -> f64 {
 }
 
 #[cfg(test)]
-#[path = "blocking_tests.rs"]
 mod tests;

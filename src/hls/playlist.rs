@@ -221,5 +221,4 @@ pub fn render_vod(target: u32, segments: &[(u64, u64, bool, u32)], run: &str) ->
 }
 
 #[cfg(test)]
-#[path = "playlist_tests.rs"]
-pub(crate) mod tests;
+mod tests;

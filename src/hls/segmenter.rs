@@ -384,5 +384,4 @@ pub fn ticks(secs: f64) -> u64 {
 }
 
 #[cfg(test)]
-#[path = "segmenter_tests.rs"]
-pub(crate) mod tests;
+mod tests;

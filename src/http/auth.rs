@@ -238,5 +238,4 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
 }
 
 #[cfg(test)]
-#[path = "auth_tests.rs"]
 mod tests;

@@ -411,5 +411,4 @@ impl<T: AsyncWrite + Socket + Unpin> AsyncWrite for GuardedIo<T> {
 }
 
 #[cfg(test)]
-#[path = "conn_tests.rs"]
 mod tests;

@@ -2,28 +2,10 @@
 //! change) and a parse-back with m3u8-rs, an independent parser.
 
 use super::*;
-use crate::hls::segmenter::tests::{frame, info};
+use crate::testutil::{frame, info, window_after};
 use crate::hls::segmenter::{Output, Segmenter, SegmenterConfig};
 use crate::hls::window::{Window, WindowConfig};
 use crate::media::SourceEvent;
-use std::sync::Arc;
-
-/// A window after `frames` frames at 30 fps, IDR every 30 frames, 1 s / 200 ms targets.
-pub(crate) fn window_after(frames: u64, discontinuity_at: Option<u64>) -> (Window, Arc<Snapshot>) {
-    let (mut w, _rx) = Window::new(WindowConfig { segments: 6, segment_target: 1.0 }, "run".into());
-    let mut s = Segmenter::new(SegmenterConfig { segment_target: 90_000, part_target: 18_000 });
-    let mut out: Vec<Output> = Vec::new();
-    s.push(SourceEvent::Format(info(3000)), &mut out).unwrap();
-    for n in 0..frames {
-        if Some(n) == discontinuity_at {
-            s.push(SourceEvent::Discontinuity { reason: "test".into() }, &mut out).unwrap();
-        }
-        s.push(SourceEvent::Frame(frame(n, n * 3000, n % 30 == 0)), &mut out).unwrap();
-        w.apply(&mut out, s.next_global_part());
-    }
-    let snap = w.snapshot();
-    (w, snap)
-}
 
 fn golden(name: &str, actual: &str) {
     let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));

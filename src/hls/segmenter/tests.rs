@@ -1,28 +1,8 @@
 //! Segmenter tests with synthetic frames: cut rules, continuity, gaps, discontinuities.
 
 use super::*;
-use crate::h264::track_info;
+use crate::testutil::{frame, info};
 use mp4_atom::{Decode, Moof};
-use std::time::Duration;
-
-/// SPS/PPS of a 320x240 stream (x264, Baseline, VUI 30 fps).
-pub(crate) fn info(frame_duration: u32) -> TrackInfo {
-    // Baseline 320x240 SPS without VUI, parsed by h264-reader.
-    let sps = [0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60];
-    let pps = [0x68, 0xcb, 0x83, 0xcb, 0x20];
-    track_info(&sps, &pps, Some(frame_duration)).expect("test SPS parses")
-}
-
-pub(crate) fn frame(n: u64, dts: u64, idr: bool) -> Frame {
-    let nal: Vec<u8> = vec![if idr { 0x65 } else { 0x41 }, 0x88, n as u8, 7, 7, 7];
-    Frame {
-        dts,
-        capture: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + Duration::from_nanos(dts * 100_000 / 9),
-        data: crate::h264::to_avcc([&nal[..]]),
-        idr,
-        arrived: Instant::now(),
-    }
-}
 
 fn cfg() -> SegmenterConfig {
     SegmenterConfig { segment_target: 90_000, part_target: 18_000 }

@@ -2,7 +2,7 @@
 //! tokio time.
 
 use super::*;
-use crate::hls::playlist::tests::window_after;
+use crate::testutil::window_after;
 
 fn d(msn: Option<u64>, part: Option<u32>) -> Directives {
     Directives { msn, part, skip: false }
@@ -55,7 +55,7 @@ fn ended_stream_ignores_directives() {
 
 #[tokio::test(start_paused = true)]
 async fn held_request_completes_when_the_part_arrives_and_times_out_with_503() {
-    use crate::hls::segmenter::tests::{frame, info};
+    use crate::testutil::{frame, info};
     use crate::hls::segmenter::{Segmenter, SegmenterConfig};
     use crate::hls::window::{Window, WindowConfig};
     use crate::http::handlers::{handle, HttpState};
