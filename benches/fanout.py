@@ -8,7 +8,7 @@ target/release/hlsd on a free loopback port and measures:
   - per step N in STEPS: target/release/hlsd-load -n N (LL, HTTP/1.1 unless HTTP=2) with RAMP and
     DURATION; hlsd's CPU seconds (utime+stime of /proc/PID/stat) over the measured window, its
     peak VmRSS sampled every 0.1 s during the step, the generator's report (p50/p99 part
-    lateness, errors, Mbit/s); stepping stops at the first step whose p99 exceeds one part
+    lateness, errors, Mbit/s) and the generator's own CPU seconds (whole run, ramp included); stepping stops at the first step whose p99 exceeds one part
     (PART ms) or that has errors;
   - RSS per LL viewer: (peak RSS of the step - RSS just before it) / N;
   - RSS per 1,000 idle keep-alive connections, on a fresh hlsd: IDLE_CONNS sockets that each
@@ -129,11 +129,14 @@ def step(pid, port, n):
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     time.sleep(RAMP)
     c0 = cpu_s(pid)
-    out = p.communicate()[0]
+    out = p.stdout.read()
     c1 = cpu_s(pid)
+    _, _, ru = os.wait4(p.pid, 0)  # `nice` execs the generator: same pid
+    p.returncode = 0
     stop.set()
     t.join()
     r = json.loads(out)
+    r["generator_cpu_s"] = ru.ru_utime + ru.ru_stime
     return r, c1 - c0, peak[0]
 
 
@@ -157,7 +160,7 @@ def main():
             print(f"\n[{source}] idle RSS {idle/1024:.1f} MiB, with stream {stream/1024:.1f} MiB, "
                   f"ingest CPU {base_cpu*100:.1f}% of a core")
             print(f"{'viewers':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} {'Mbit/s':>8} "
-                  f"{'hlsd CPU s':>10} {'CPU %':>6} {'peak MiB':>9} {'KiB/viewer':>10} {'load1':>6}")
+                  f"{'hlsd CPU s':>10} {'CPU %':>6} {'gen CPU s':>9} {'peak MiB':>9} {'KiB/viewer':>10} {'load1':>6}")
             for n in STEPS:
                 before = rss_kib(p.pid)
                 r, cpu, peak = step(p.pid, port, n)
@@ -166,10 +169,10 @@ def main():
                 row = dict(source=source, viewers=n, p50=lat["p50_ms"], p99=lat["p99_ms"], max=lat["max_ms"],
                            samples=lat["count"], errors=r["errors"], mbit=r["mbit_per_s"], cpu_s=cpu,
                            cpu_pct=cpu / r["seconds"] * 100, peak_kib=peak, stream_kib=stream, idle_kib=idle,
-                           kib_per_viewer=per_viewer, load1=os.getloadavg()[0])
+                           generator_cpu_s=r["generator_cpu_s"], kib_per_viewer=per_viewer, load1=os.getloadavg()[0])
                 results.append(row)
                 print(f"{n:>8} {lat['p50_ms']:>8.1f} {lat['p99_ms']:>8.1f} {lat['max_ms']:>8.1f} "
-                      f"{r['errors_total']:>7} {r['mbit_per_s']:>8.1f} {cpu:>10.2f} {row['cpu_pct']:>6.0f} "
+                      f"{r['errors_total']:>7} {r['mbit_per_s']:>8.1f} {cpu:>10.2f} {row['cpu_pct']:>6.0f} {r['generator_cpu_s']:>9.1f} "
                       f"{peak/1024:>9.1f} {per_viewer:>10.1f} {row['load1']:>6.2f}", flush=True)
                 if n == 3000 and (lat["p99_ms"] >= PART or r["errors_total"]):
                     missed = True

@@ -69,9 +69,10 @@ impl Conn {
     }
 
     /// GET `url` within `deadline`; a non-2xx status is an error of its own kind. On any error
-    /// the connection is dropped, so the next request reconnects.
-    pub async fn get(&mut self, url: &url::Url, deadline: Duration) -> Result<Got, ErrKind> {
-        match tokio::time::timeout(deadline, self.get_inner(url)).await {
+    /// the connection is dropped, so the next request reconnects. Without `keep` the body is
+    /// only counted (media), with it returned (inflated if gzip; playlists).
+    pub async fn get(&mut self, url: &url::Url, deadline: Duration, keep: bool) -> Result<Got, ErrKind> {
+        match tokio::time::timeout(deadline, self.get_inner(url, keep)).await {
             Ok(Ok(g)) => Ok(g),
             Ok(Err(e)) => {
                 self.sender = None;
@@ -84,7 +85,7 @@ impl Conn {
         }
     }
 
-    async fn get_inner(&mut self, url: &url::Url) -> Result<Got, ErrKind> {
+    async fn get_inner(&mut self, url: &url::Url, keep: bool) -> Result<Got, ErrKind> {
         let ready = match &self.sender {
             Some(Sender::H1(s)) => !s.is_closed(),
             Some(Sender::H2(s)) => !s.is_closed(),
@@ -128,7 +129,21 @@ impl Conn {
             .headers()
             .get(http::header::CONTENT_ENCODING)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-        let body = resp.into_body().collect().await.map_err(|_| ErrKind::Body)?.to_bytes();
+        let mut body = resp.into_body();
+        if !keep {
+            // Media: count the bytes as they come, keep none (no copy into one buffer).
+            let mut wire_bytes = 0u64;
+            while let Some(f) = body.frame().await {
+                if let Ok(d) = f.map_err(|_| ErrKind::Body)?.into_data() {
+                    wire_bytes += d.len() as u64;
+                }
+            }
+            if !status.is_success() {
+                return Err(ErrKind::Status(status.as_u16()));
+            }
+            return Ok(Got { body: Bytes::new(), wire_bytes });
+        }
+        let body = body.collect().await.map_err(|_| ErrKind::Body)?.to_bytes();
         if !status.is_success() {
             return Err(ErrKind::Status(status.as_u16()));
         }

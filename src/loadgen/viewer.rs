@@ -73,20 +73,21 @@ pub async fn run(set: Arc<Settings>, stats: Arc<Mutex<ViewerStats>>) {
     }
 }
 
-async fn get(conn: &mut Conn, set: &Settings, stats: &Mutex<ViewerStats>, url: &url::Url) -> Result<bytes::Bytes, ErrKind> {
-    let g = conn.get(url, set.timeout).await?;
+/// A playlist (kept) or media (only counted) request, counted in the viewer's stats.
+async fn get(conn: &mut Conn, set: &Settings, stats: &Mutex<ViewerStats>, url: &url::Url, keep: bool) -> Result<bytes::Bytes, ErrKind> {
+    let g = conn.get(url, set.timeout, keep).await?;
     stats.lock().unwrap().request(g.wire_bytes);
     Ok(g.body)
 }
 
 /// The media playlist's URL and its first parse: the multivariant's first variant, followed.
 async fn open(set: &Settings, stats: &Mutex<ViewerStats>, conn: &mut Conn) -> Result<(url::Url, Media), ErrKind> {
-    let body = get(conn, set, stats, &set.url).await?;
+    let body = get(conn, set, stats, &set.url, true).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ErrKind::Parse)?;
     let (media_url, text) = match first_variant(text) {
         Some(v) => {
             let u = set.url.join(v).map_err(|_| ErrKind::Parse)?;
-            let b = get(conn, set, stats, &u).await?;
+            let b = get(conn, set, stats, &u, true).await?;
             (u, String::from_utf8(b.to_vec()).map_err(|_| ErrKind::Parse)?)
         }
         None => (set.url.clone(), text.to_owned()),
@@ -107,7 +108,7 @@ async fn ll(set: &Arc<Settings>, stats: &Arc<Mutex<ViewerStats>>, pl: &mut Conn)
         let mut conn = pl.sibling();
         tokio::spawn(async move {
             while let Some(u) = rx.recv().await {
-                match conn.get(&u, set.timeout).await {
+                match conn.get(&u, set.timeout, false).await {
                     Ok(g) => {
                         let at = now_ms();
                         stats.lock().unwrap().request(g.wire_bytes);
@@ -150,7 +151,7 @@ async fn ll(set: &Arc<Settings>, stats: &Arc<Mutex<ViewerStats>>, pl: &mut Conn)
                 q.append_pair("_HLS_skip", "YES");
             }
         }
-        let body = get(pl, set, stats, &next).await?;
+        let body = get(pl, set, stats, &next, true).await?;
         m = parse_media(std::str::from_utf8(&body).map_err(|_| ErrKind::Parse)?).map_err(|_| ErrKind::Parse)?;
     }
 }
@@ -158,7 +159,7 @@ async fn ll(set: &Arc<Settings>, stats: &Arc<Mutex<ViewerStats>>, pl: &mut Conn)
 async fn plain(set: &Arc<Settings>, stats: &Arc<Mutex<ViewerStats>>, conn: &mut Conn) -> Result<(), ErrKind> {
     let (media_url, mut m) = open(set, stats, conn).await?;
     if let Some(map) = &m.map_uri {
-        get(conn, set, stats, &media_url.join(map).map_err(|_| ErrKind::Parse)?).await?;
+        get(conn, set, stats, &media_url.join(map).map_err(|_| ErrKind::Parse)?, false).await?;
     }
     // Start with the newest complete segment, like a player joining the live edge.
     let mut last = m.segments.len().checked_sub(2).map(|i| m.segments[i].msn);
@@ -170,7 +171,7 @@ async fn plain(set: &Arc<Settings>, stats: &Arc<Mutex<ViewerStats>>, conn: &mut 
                 continue;
             }
             let u = media_url.join(&s.uri).map_err(|_| ErrKind::Parse)?;
-            get(conn, set, stats, &u).await?;
+            get(conn, set, stats, &u, false).await?;
             if let Some(end) = s.end_ms.filter(|_| !joining) {
                 stats.lock().unwrap().lateness(now_ms() - end, true);
             }
@@ -183,7 +184,7 @@ async fn plain(set: &Arc<Settings>, stats: &Arc<Mutex<ViewerStats>>, conn: &mut 
         }
         let t = m.target_duration.max(0.1);
         tokio::time::sleep(Duration::from_secs_f64(if changed { t } else { t / 2.0 })).await;
-        let body = get(conn, set, stats, &media_url).await?;
+        let body = get(conn, set, stats, &media_url, true).await?;
         m = parse_media(std::str::from_utf8(&body).map_err(|_| ErrKind::Parse)?).map_err(|_| ErrKind::Parse)?;
     }
 }
