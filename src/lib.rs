@@ -28,9 +28,9 @@ pub mod http;
 pub mod media;
 pub mod metrics;
 pub mod policy;
+pub mod poster;
 pub mod secret;
 pub mod sink;
-pub mod poster;
 pub mod source;
 pub mod stream;
 #[cfg(test)]
