@@ -16,6 +16,7 @@ if [[ "${1:-}" == "--test" ]]; then
   want+=(libnginx-mod-rtmp libnginx-mod-stream openssl)  # tests/rtmp.rs: RTMP relay, TLS front for rtmps
   want+=(libnginx-mod-http-js)  # tests/access.rs: the README's njs check of signed URLs at nginx
   want+=(python3-pip)  # tests/storage.rs: moto's S3 server, below
+  want+=(varnish caddy)  # tests/proxies.rs: infra/varnish, infra/caddy (both in Debian 12)
 fi
 # fuzz/run.sh: libfuzzer-sys compiles libFuzzer's C++ runtime.
 if [[ " $* " == *" --fuzz "* ]]; then
