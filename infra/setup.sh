@@ -3,6 +3,7 @@
 #   infra/setup.sh          build + run needs (Node.js/npm for the player's hls.js, a C compiler)
 #   infra/setup.sh --test   also the test tools (ffmpeg/ffprobe, chromium, nginx, moto's S3 server)
 #   infra/setup.sh --fuzz   also a C++ compiler for fuzz/run.sh
+#   infra/setup.sh --bench  also the bench tools (wrk, valgrind, nginx, time; benches/README.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,10 @@ if [[ "${1:-}" == "--test" ]]; then
   want+=(libnginx-mod-http-js)  # tests/access.rs: the README's njs check of signed URLs at nginx
   want+=(python3-pip)  # tests/storage.rs: moto's S3 server, below
   want+=(varnish caddy)  # tests/proxies.rs: infra/varnish, infra/caddy (both in Debian 12)
+fi
+# benches/fanout.py, benches/peer.py: wrk and nginx as peers, valgrind's callgrind, GNU time.
+if [[ " $* " == *" --bench "* ]]; then
+  want+=(wrk valgrind nginx time python3)
 fi
 # fuzz/run.sh: libfuzzer-sys compiles libFuzzer's C++ runtime.
 if [[ " $* " == *" --fuzz "* ]]; then

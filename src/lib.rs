@@ -25,6 +25,8 @@ pub mod fuzzing;
 pub mod h264;
 pub mod hls;
 pub mod http;
+#[doc(hidden)]
+pub mod loadgen;
 pub mod media;
 pub mod metrics;
 pub mod policy;
