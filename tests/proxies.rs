@@ -1,7 +1,8 @@
 //! hlsd behind the real proxies of `infra/`, started by the test from those files with ports and
 //! paths substituted: nginx (`infra/nginx/hlsd-cache.conf`: TLS + HTTP/2, cache, collapsing, the
 //! `/cam` prefix), Varnish (`infra/varnish/hlsd.vcl`) and Caddy (`infra/caddy/Caddyfile`, TLS
-//! front without a cache).
+//! front without a cache: 100 viewers through it must see no error, and all their requests
+//! reach hlsd).
 //!
 //! Through each: the multivariant playlist over the proxy's protocol with CORS from one layer,
 //! a blocking playlist reload and a held preload-hinted part. Then simulated LL-HLS viewers
@@ -74,7 +75,13 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         let pg = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &pg]).status();
+        let quiet = |sig: &str| {
+            let _ = Command::new("kill")
+                .args([sig, "--", &pg])
+                .stderr(Stdio::null())
+                .status();
+        };
+        quiet("-TERM");
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -82,7 +89,7 @@ impl Drop for Proc {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &pg]).status();
+        quiet("-KILL");
         let _ = self.child.wait();
     }
 }
@@ -583,6 +590,31 @@ async fn nginx_varnish_and_caddy_in_front_of_hlsd() {
     assert!(
         (varnish_p99 as f64) < PART_MS,
         "varnish: p99 part lateness {varnish_p99} ms is more than a part"
+    );
+    // Caddy has no cache: every viewer request reaches hlsd; it must still serve them all over
+    // TLS + HTTP/2 without errors (100 viewers over 10 connections).
+    let caddy_clients: Vec<_> = (0..10).map(|_| tls_client()).collect();
+    let before = origin_counts(&hlsd).await;
+    let load = viewers(&caddy_clients, &caddy_base, 100).await;
+    let origin: u64 =
+        origin_counts(&hlsd).await.values().sum::<u64>() - before.values().sum::<u64>();
+    let mut late = load.lateness_ms.clone();
+    late.sort_unstable();
+    assert!(
+        load.errors.is_empty(),
+        "caddy: viewer errors: {:?}",
+        &load.errors[..load.errors.len().min(10)]
+    );
+    assert!(!late.is_empty(), "caddy: no part measured");
+    println!(
+        "caddy (no cache): 100 viewers, {} viewer requests, {origin} at hlsd; part lateness p50 {} ms, p99 {} ms",
+        load.requests,
+        pct(&late, 0.5),
+        pct(&late, 0.99)
+    );
+    assert!(
+        origin >= load.requests,
+        "caddy has no cache: every request reaches hlsd"
     );
     drop((nginx, varnish, caddy));
     hlsd.assert_no_panic();
