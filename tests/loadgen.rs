@@ -11,17 +11,9 @@ use std::process::Command;
 
 /// Runs `hlsd-load ARGS --json` and returns its report.
 fn load(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_hlsd-load"))
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("run hlsd-load");
+    let out = Command::new(env!("CARGO_BIN_EXE_hlsd-load")).args(args).arg("--json").output().expect("run hlsd-load");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "hlsd-load failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "hlsd-load failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}"))
 }
 
@@ -29,15 +21,9 @@ fn assert_clean(r: &serde_json::Value, lateness: &str) {
     assert_eq!(r["errors_total"], 0, "errors: {r}");
     assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
     let l = &r[lateness];
-    assert!(
-        l["count"].as_u64().unwrap() > 0,
-        "no {lateness} measured: {r}"
-    );
+    assert!(l["count"].as_u64().unwrap() > 0, "no {lateness} measured: {r}");
     // Not a performance bound: a part or segment matched to the wrong PDT would be off by seconds.
-    assert!(
-        l["max_ms"].as_f64().unwrap().abs() < 5000.0,
-        "implausible {lateness}: {r}"
-    );
+    assert!(l["max_ms"].as_f64().unwrap().abs() < 5000.0, "implausible {lateness}: {r}");
 }
 
 #[test]
@@ -57,26 +43,15 @@ fn viewers_ll_h1_h2_and_plain_through_a_path_prefix() {
     assert_clean(&r, "part_lateness");
     assert_eq!(r["http"], "h2c");
 
-    let r = load(&[
-        &url, "-n", "3", "--ramp", "0.3", "-d", "4", "--mode", "plain",
-    ]);
+    let r = load(&[&url, "-n", "3", "--ramp", "0.3", "-d", "4", "--mode", "plain"]);
     assert_clean(&r, "segment_lateness");
-    assert_eq!(
-        r["part_lateness"]["count"], 0,
-        "plain mode fetched parts: {r}"
-    );
+    assert_eq!(r["part_lateness"]["count"], 0, "plain mode fetched parts: {r}");
     h.assert_no_panic();
 }
 
 #[test]
 fn refuses_non_loopback_targets() {
-    let out = Command::new(env!("CARGO_BIN_EXE_hlsd-load"))
-        .args(["http://192.0.2.1:8080/stream.m3u8", "-d", "1"])
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hlsd-load")).args(["http://192.0.2.1:8080/stream.m3u8", "-d", "1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("non-loopback"),
-        "{out:?}"
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("non-loopback"), "{out:?}");
 }

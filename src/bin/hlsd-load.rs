@@ -7,10 +7,7 @@ use hlsd::loadgen::{run, Args};
 
 /// Raises the soft open-file limit to the hard one (each LL viewer holds two sockets).
 fn raise_nofile() {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read and write the struct passed.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
@@ -23,11 +20,7 @@ fn raise_nofile() {
 fn main() {
     let args = Args::parse();
     raise_nofile();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads.max(1)).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("hlsd-load: cannot start the runtime: {e}");

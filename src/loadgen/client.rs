@@ -34,12 +34,7 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(addr: SocketAddr, proto: Proto) -> Conn {
-        Conn {
-            addr,
-            proto,
-            sender: None,
-            connects: 0,
-        }
+        Conn { addr, proto, sender: None, connects: 0 }
     }
 
     /// A second connection for the same viewer: over HTTP/2 the same connection (requests are
@@ -49,33 +44,23 @@ impl Conn {
             Some(Sender::H2(s)) => Some(Sender::H2(s.clone())),
             _ => None,
         };
-        Conn {
-            addr: self.addr,
-            proto: self.proto,
-            sender,
-            connects: 0,
-        }
+        Conn { addr: self.addr, proto: self.proto, sender, connects: 0 }
     }
 
     async fn connect(&mut self) -> Result<(), ErrKind> {
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .map_err(|_| ErrKind::Connect)?;
+        let tcp = TcpStream::connect(self.addr).await.map_err(|_| ErrKind::Connect)?;
         let _ = tcp.set_nodelay(true);
         let io = TokioIo::new(tcp);
         self.connects += 1;
         self.sender = Some(match self.proto {
             Proto::H1 => {
-                let (s, conn) = hyper::client::conn::http1::handshake(io)
-                    .await
-                    .map_err(|_| ErrKind::Connect)?;
+                let (s, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|_| ErrKind::Connect)?;
                 tokio::spawn(conn);
                 Sender::H1(s)
             }
             Proto::H2 => {
-                let (s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                    .await
-                    .map_err(|_| ErrKind::Connect)?;
+                let (s, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.map_err(|_| ErrKind::Connect)?;
                 tokio::spawn(conn);
                 Sender::H2(s)
             }
@@ -143,12 +128,7 @@ impl Conn {
             .headers()
             .get(http::header::CONTENT_ENCODING)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|_| ErrKind::Body)?
-            .to_bytes();
+        let body = resp.into_body().collect().await.map_err(|_| ErrKind::Body)?.to_bytes();
         if !status.is_success() {
             return Err(ErrKind::Status(status.as_u16()));
         }
@@ -157,13 +137,7 @@ impl Conn {
             return Ok(Got { body, wire_bytes });
         }
         let mut out = Vec::with_capacity(body.len() * 4);
-        flate2::read::GzDecoder::new(&body[..])
-            .take(16 << 20)
-            .read_to_end(&mut out)
-            .map_err(|_| ErrKind::Body)?;
-        Ok(Got {
-            body: out.into(),
-            wire_bytes,
-        })
+        flate2::read::GzDecoder::new(&body[..]).take(16 << 20).read_to_end(&mut out).map_err(|_| ErrKind::Body)?;
+        Ok(Got { body: out.into(), wire_bytes })
     }
 }

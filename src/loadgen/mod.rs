@@ -59,10 +59,7 @@ pub enum Proto {
 
 /// Command line of `hlsd-load`.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "hlsd-load",
-    about = "Simulate N HLS viewers of a loopback origin and report throughput, errors and lateness"
-)]
+#[command(name = "hlsd-load", about = "Simulate N HLS viewers of a loopback origin and report throughput, errors and lateness")]
 pub struct Args {
     /// Playlist URL (multivariant or media), e.g. http://127.0.0.1:8080/stream.m3u8
     pub url: String,
@@ -173,11 +170,7 @@ impl ViewerStats {
         if !self.on() {
             return;
         }
-        let v = if segment {
-            &mut self.segment_late_ms
-        } else {
-            &mut self.part_late_ms
-        };
+        let v = if segment { &mut self.segment_late_ms } else { &mut self.part_late_ms };
         if v.len() < SAMPLES_PER_VIEWER {
             v.push(ms as f32);
         } else {
@@ -188,34 +181,21 @@ impl ViewerStats {
 
 /// Checks the target (loopback only) and resolves its address.
 pub async fn settings(args: &Args) -> Result<Settings, LoadError> {
-    let url =
-        url::Url::parse(&args.url).map_err(|e| LoadError::Target(format!("{}: {e}", args.url)))?;
+    let url = url::Url::parse(&args.url).map_err(|e| LoadError::Target(format!("{}: {e}", args.url)))?;
     if url.scheme() != "http" {
-        return Err(LoadError::Target(format!(
-            "{}: only http:// is supported",
-            args.url
-        )));
+        return Err(LoadError::Target(format!("{}: only http:// is supported", args.url)));
     }
-    let host = url
-        .host_str()
-        .ok_or_else(|| LoadError::Target(args.url.clone()))?
-        .to_owned();
+    let host = url.host_str().ok_or_else(|| LoadError::Target(args.url.clone()))?.to_owned();
     let port = url.port_or_known_default().unwrap_or(80);
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
-        .await
-        .map_err(|e| LoadError::Resolve(host.clone(), e))?
-        .collect();
-    let addr = *addrs
-        .first()
-        .ok_or_else(|| LoadError::Target(args.url.clone()))?;
+    let addrs: Vec<SocketAddr> =
+        tokio::net::lookup_host((bare, port)).await.map_err(|e| LoadError::Resolve(host.clone(), e))?.collect();
+    let addr = *addrs.first().ok_or_else(|| LoadError::Target(args.url.clone()))?;
     if !addrs.iter().all(|a| a.ip().is_loopback()) {
         return Err(LoadError::NotLoopback(host));
     }
     if args.viewers == 0 || !(args.duration > 0.0 && args.ramp >= 0.0 && args.timeout > 0.0) {
-        return Err(LoadError::Settings(
-            "need --viewers >= 1, --duration > 0, --ramp >= 0, --timeout > 0".into(),
-        ));
+        return Err(LoadError::Settings("need --viewers >= 1, --duration > 0, --ramp >= 0, --timeout > 0".into()));
     }
     Ok(Settings {
         url,

@@ -34,8 +34,7 @@ pub struct Media {
 
 /// Unix milliseconds of an ISO 8601 / RFC 3339 date-time.
 fn pdt_ms(s: &str) -> Option<f64> {
-    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
-        .ok()?;
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339).ok()?;
     Some(t.unix_timestamp_nanos() as f64 / 1e6)
 }
 
@@ -64,9 +63,7 @@ fn attr<'a>(list: &'a str, key: &str) -> Option<&'a str> {
 /// Parses a media playlist.
 pub fn parse_media(text: &str) -> Result<Media, LoadError> {
     if !text.starts_with("#EXTM3U") {
-        return Err(LoadError::Parse(
-            "playlist does not start with #EXTM3U".into(),
-        ));
+        return Err(LoadError::Parse("playlist does not start with #EXTM3U".into()));
     }
     let mut m = Media::default();
     let mut msn = 0u64;
@@ -78,32 +75,22 @@ pub fn parse_media(text: &str) -> Result<Media, LoadError> {
         if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
             m.target_duration = v.parse().unwrap_or(0.0);
         } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
-            msn = v
-                .parse()
-                .map_err(|_| LoadError::Parse(format!("bad media sequence {v:?}")))?;
+            msn = v.parse().map_err(|_| LoadError::Parse(format!("bad media sequence {v:?}")))?;
         } else if let Some(v) = line.strip_prefix("#EXT-X-SERVER-CONTROL:") {
             m.can_block = attr(v, "CAN-BLOCK-RELOAD") == Some("YES");
             m.can_skip = attr(v, "CAN-SKIP-UNTIL").is_some();
         } else if let Some(v) = line.strip_prefix("#EXT-X-SKIP:") {
-            msn += attr(v, "SKIPPED-SEGMENTS")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
+            msn += attr(v, "SKIPPED-SEGMENTS").and_then(|n| n.parse().ok()).unwrap_or(0);
         } else if let Some(v) = line.strip_prefix("#EXT-X-MAP:") {
             m.map_uri = attr(v, "URI").map(str::to_owned);
         } else if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
             clock = pdt_ms(v);
             part_clock = clock;
         } else if let Some(v) = line.strip_prefix("#EXT-X-PART:") {
-            let dur: f64 = attr(v, "DURATION")
-                .and_then(|d| d.parse().ok())
-                .unwrap_or(0.0);
+            let dur: f64 = attr(v, "DURATION").and_then(|d| d.parse().ok()).unwrap_or(0.0);
             part_clock = part_clock.map(|c| c + dur * 1000.0);
             if let Some(uri) = attr(v, "URI") {
-                m.parts.push(Item {
-                    msn,
-                    uri: uri.to_owned(),
-                    end_ms: part_clock,
-                });
+                m.parts.push(Item { msn, uri: uri.to_owned(), end_ms: part_clock });
             }
             open_parts += 1;
         } else if let Some(v) = line.strip_prefix("#EXTINF:") {
@@ -116,11 +103,7 @@ pub fn parse_media(text: &str) -> Result<Media, LoadError> {
             m.ended = true;
         } else if !line.is_empty() && !line.starts_with('#') {
             let end = clock.zip(extinf).map(|(c, d)| c + d * 1000.0);
-            m.segments.push(Item {
-                msn,
-                uri: line.to_owned(),
-                end_ms: end,
-            });
+            m.segments.push(Item { msn, uri: line.to_owned(), end_ms: end });
             msn += 1;
             clock = end;
             part_clock = end;
@@ -160,42 +143,22 @@ mod tests {
         let t0 = pdt_ms("2026-12-02T04:16:15.000Z").unwrap();
         assert!(m.can_block && m.can_skip && !m.ended);
         assert_eq!(m.map_uri.as_deref(), Some("r-i0.mp4"));
-        assert_eq!(
-            m.segments,
-            vec![Item {
-                msn: 4,
-                uri: "r-s4.m4s".into(),
-                end_ms: Some(t0 + 1000.0)
-            }]
-        );
-        let ends: Vec<_> = m
-            .parts
-            .iter()
-            .map(|p| (p.msn, p.end_ms.unwrap() - t0))
-            .collect();
+        assert_eq!(m.segments, vec![Item { msn: 4, uri: "r-s4.m4s".into(), end_ms: Some(t0 + 1000.0) }]);
+        let ends: Vec<_> = m.parts.iter().map(|p| (p.msn, p.end_ms.unwrap() - t0)).collect();
         assert_eq!(ends, vec![(4, 500.0), (4, 1000.0), (5, 1250.0)]);
-        assert_eq!(
-            (m.open_msn, m.open_parts, m.hint.as_deref()),
-            (5, 1, Some("r-p3.m4s"))
-        );
+        assert_eq!((m.open_msn, m.open_parts, m.hint.as_deref()), (5, 1, Some("r-p3.m4s")));
     }
 
     #[test]
     fn delta_playlist_counts_skipped_segments() {
         let text = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:10\n#EXT-X-SKIP:SKIPPED-SEGMENTS=3\n#EXTINF:1.0,\na.m4s\n";
         let m = parse_media(text).unwrap();
-        assert_eq!(
-            (m.segments[0].msn, m.segments[0].end_ms, m.open_msn),
-            (13, None, 14)
-        );
+        assert_eq!((m.segments[0].msn, m.segments[0].end_ms, m.open_msn), (13, None, 14));
     }
 
     #[test]
     fn variant_and_garbage() {
-        assert_eq!(
-            first_variant("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nmedia.m3u8?run=x\n"),
-            Some("media.m3u8?run=x")
-        );
+        assert_eq!(first_variant("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nmedia.m3u8?run=x\n"), Some("media.m3u8?run=x"));
         assert_eq!(first_variant(LL), None);
         assert!(parse_media("<html>").is_err());
     }

@@ -24,13 +24,7 @@ impl Lateness {
         }
         v.sort_by(f32::total_cmp);
         let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1] as f64;
-        Lateness {
-            count: v.len(),
-            p50_ms: rank(0.50),
-            p95_ms: rank(0.95),
-            p99_ms: rank(0.99),
-            max_ms: rank(1.0),
-        }
+        Lateness { count: v.len(), p50_ms: rank(0.50), p95_ms: rank(0.95), p99_ms: rank(0.99), max_ms: rank(1.0) }
     }
 }
 
@@ -117,40 +111,14 @@ impl fmt::Display for Lateness {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "target      {} ({:?}, {:?})",
-            self.url, self.mode, self.http
-        )?;
-        writeln!(
-            f,
-            "viewers     {} (ramp {:.1} s, measured {:.1} s)",
-            self.viewers, self.ramp_s, self.seconds
-        )?;
-        writeln!(
-            f,
-            "requests    {} ({:.0}/s)",
-            self.requests, self.requests_per_s
-        )?;
-        writeln!(
-            f,
-            "received    {:.1} MB ({:.1} Mbit/s)",
-            self.bytes as f64 / 1e6,
-            self.mbit_per_s
-        )?;
+        writeln!(f, "target      {} ({:?}, {:?})", self.url, self.mode, self.http)?;
+        writeln!(f, "viewers     {} (ramp {:.1} s, measured {:.1} s)", self.viewers, self.ramp_s, self.seconds)?;
+        writeln!(f, "requests    {} ({:.0}/s)", self.requests, self.requests_per_s)?;
+        writeln!(f, "received    {:.1} MB ({:.1} Mbit/s)", self.bytes as f64 / 1e6, self.mbit_per_s)?;
         write!(f, "errors      {}", self.errors_total)?;
         if self.errors_total > 0 {
-            let kinds: Vec<_> = self
-                .errors
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            write!(
-                f,
-                " ({}; {} viewers)",
-                kinds.join(", "),
-                self.viewers_with_errors
-            )?;
+            let kinds: Vec<_> = self.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            write!(f, " ({}; {} viewers)", kinds.join(", "), self.viewers_with_errors)?;
         }
         writeln!(f)?;
         writeln!(f, "part late   {}", self.part_lateness)?;

@@ -23,10 +23,7 @@ const PENDING_MAX: usize = 256;
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 fn now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
 }
 
 /// Arrival times and end times of parts (by URI), matched whichever is known first.
@@ -76,44 +73,28 @@ pub async fn run(set: Arc<Settings>, stats: Arc<Mutex<ViewerStats>>) {
     }
 }
 
-async fn get(
-    conn: &mut Conn,
-    set: &Settings,
-    stats: &Mutex<ViewerStats>,
-    url: &url::Url,
-) -> Result<bytes::Bytes, ErrKind> {
+async fn get(conn: &mut Conn, set: &Settings, stats: &Mutex<ViewerStats>, url: &url::Url) -> Result<bytes::Bytes, ErrKind> {
     let g = conn.get(url, set.timeout).await?;
     stats.lock().unwrap().request(g.wire_bytes);
     Ok(g.body)
 }
 
 /// The media playlist's URL and its first parse: the multivariant's first variant, followed.
-async fn open(
-    set: &Settings,
-    stats: &Mutex<ViewerStats>,
-    conn: &mut Conn,
-) -> Result<(url::Url, Media), ErrKind> {
+async fn open(set: &Settings, stats: &Mutex<ViewerStats>, conn: &mut Conn) -> Result<(url::Url, Media), ErrKind> {
     let body = get(conn, set, stats, &set.url).await?;
     let text = std::str::from_utf8(&body).map_err(|_| ErrKind::Parse)?;
     let (media_url, text) = match first_variant(text) {
         Some(v) => {
             let u = set.url.join(v).map_err(|_| ErrKind::Parse)?;
             let b = get(conn, set, stats, &u).await?;
-            (
-                u,
-                String::from_utf8(b.to_vec()).map_err(|_| ErrKind::Parse)?,
-            )
+            (u, String::from_utf8(b.to_vec()).map_err(|_| ErrKind::Parse)?)
         }
         None => (set.url.clone(), text.to_owned()),
     };
     Ok((media_url, parse_media(&text).map_err(|_| ErrKind::Parse)?))
 }
 
-async fn ll(
-    set: &Arc<Settings>,
-    stats: &Arc<Mutex<ViewerStats>>,
-    pl: &mut Conn,
-) -> Result<(), ErrKind> {
+async fn ll(set: &Arc<Settings>, stats: &Arc<Mutex<ViewerStats>>, pl: &mut Conn) -> Result<(), ErrKind> {
     let (media_url, mut m) = open(set, stats, pl).await?;
     if !m.can_block {
         return Err(ErrKind::NotLowLatency);
@@ -152,20 +133,11 @@ async fn ll(
         }
         let listed = m.parts.iter().map(|p| &p.uri).chain(m.hint.iter());
         for uri in listed {
-            if queued.insert(uri.clone())
-                && tx
-                    .try_send(media_url.join(uri).map_err(|_| ErrKind::Parse)?)
-                    .is_err()
-            {
+            if queued.insert(uri.clone()) && tx.try_send(media_url.join(uri).map_err(|_| ErrKind::Parse)?).is_err() {
                 stats.lock().unwrap().error(ErrKind::Behind);
             }
         }
-        let keep: HashSet<&String> = m
-            .parts
-            .iter()
-            .map(|p| &p.uri)
-            .chain(m.hint.iter())
-            .collect();
+        let keep: HashSet<&String> = m.parts.iter().map(|p| &p.uri).chain(m.hint.iter()).collect();
         queued.retain(|u| keep.contains(u));
         if m.ended {
             return Ok(());
@@ -173,32 +145,20 @@ async fn ll(
         let mut next = media_url.clone();
         {
             let mut q = next.query_pairs_mut();
-            q.append_pair("_HLS_msn", &m.open_msn.to_string())
-                .append_pair("_HLS_part", &m.open_parts.to_string());
+            q.append_pair("_HLS_msn", &m.open_msn.to_string()).append_pair("_HLS_part", &m.open_parts.to_string());
             if m.can_skip && set.skip {
                 q.append_pair("_HLS_skip", "YES");
             }
         }
         let body = get(pl, set, stats, &next).await?;
-        m = parse_media(std::str::from_utf8(&body).map_err(|_| ErrKind::Parse)?)
-            .map_err(|_| ErrKind::Parse)?;
+        m = parse_media(std::str::from_utf8(&body).map_err(|_| ErrKind::Parse)?).map_err(|_| ErrKind::Parse)?;
     }
 }
 
-async fn plain(
-    set: &Arc<Settings>,
-    stats: &Arc<Mutex<ViewerStats>>,
-    conn: &mut Conn,
-) -> Result<(), ErrKind> {
+async fn plain(set: &Arc<Settings>, stats: &Arc<Mutex<ViewerStats>>, conn: &mut Conn) -> Result<(), ErrKind> {
     let (media_url, mut m) = open(set, stats, conn).await?;
     if let Some(map) = &m.map_uri {
-        get(
-            conn,
-            set,
-            stats,
-            &media_url.join(map).map_err(|_| ErrKind::Parse)?,
-        )
-        .await?;
+        get(conn, set, stats, &media_url.join(map).map_err(|_| ErrKind::Parse)?).await?;
     }
     // Start with the newest complete segment, like a player joining the live edge.
     let mut last = m.segments.len().checked_sub(2).map(|i| m.segments[i].msn);
@@ -224,8 +184,7 @@ async fn plain(
         let t = m.target_duration.max(0.1);
         tokio::time::sleep(Duration::from_secs_f64(if changed { t } else { t / 2.0 })).await;
         let body = get(conn, set, stats, &media_url).await?;
-        m = parse_media(std::str::from_utf8(&body).map_err(|_| ErrKind::Parse)?)
-            .map_err(|_| ErrKind::Parse)?;
+        m = parse_media(std::str::from_utf8(&body).map_err(|_| ErrKind::Parse)?).map_err(|_| ErrKind::Parse)?;
     }
 }
 
