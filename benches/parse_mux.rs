@@ -30,8 +30,7 @@ fn fixture() -> Vec<u8> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
     let path = dir.join("pi-720p30-inline.h264");
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e} (set HLSD_FIXTURES)", path.display()))
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e} (set HLSD_FIXTURES)", path.display()))
 }
 
 /// Parses the whole file: (format, [(AVCC access unit, idr)]).
@@ -57,10 +56,7 @@ fn parse_all(data: &[u8]) -> (TrackInfo, Vec<(Bytes, bool)>) {
 }
 
 fn seg_config() -> SegmenterConfig {
-    SegmenterConfig {
-        segment_target: ticks(1.0),
-        part_target: ticks(0.2),
-    }
+    SegmenterConfig { segment_target: ticks(1.0), part_target: ticks(0.2) }
 }
 
 /// Source events for `loops` passes over the capture, on the nominal frame grid.
@@ -125,13 +121,7 @@ fn bench_parse(c: &mut Criterion) {
                             SourceEvent::Format(i)
                         }
                         ParsedItem::Au { data, idr } => {
-                            let f = Frame {
-                                dts,
-                                capture: t0,
-                                data,
-                                idr,
-                                arrived: now,
-                            };
+                            let f = Frame { dts, capture: t0, data, idr, arrived: now };
                             dts += fd;
                             SourceEvent::Frame(f)
                         }
@@ -190,13 +180,7 @@ fn bench_playlist(c: &mut Criterion) {
     let (info, aus) = parse_all(&data);
     // 3 passes (~29 s) fill a 10-segment window of this capture's 2 s GOPs, with retired ones.
     let mut seg = Segmenter::new(seg_config());
-    let (mut window, _rx) = Window::new(
-        WindowConfig {
-            segments: 10,
-            segment_target: 1.0,
-        },
-        "mgx3b2k1".into(),
-    );
+    let (mut window, _rx) = Window::new(WindowConfig { segments: 10, segment_target: 1.0 }, "mgx3b2k1".into());
     let mut outs = Vec::new();
     for ev in events(&info, &aus, 3) {
         seg.push(ev, &mut outs).unwrap();
@@ -215,13 +199,9 @@ fn bench_playlist(c: &mut Criterion) {
     );
     let mut g = c.benchmark_group("playlist");
     g.throughput(Throughput::Bytes(text.len() as u64));
-    g.bench_function("render_media", |b| {
-        b.iter(|| black_box(render_media(black_box(&snap), false)))
-    });
+    g.bench_function("render_media", |b| b.iter(|| black_box(render_media(black_box(&snap), false))));
     g.throughput(Throughput::Bytes(delta.len() as u64));
-    g.bench_function("render_media_delta", |b| {
-        b.iter(|| black_box(render_media(black_box(&snap), true)))
-    });
+    g.bench_function("render_media_delta", |b| b.iter(|| black_box(render_media(black_box(&snap), true))));
     g.finish();
 }
 

@@ -25,10 +25,7 @@ const SINK_GRACE: Duration = Duration::from_secs(10);
 
 /// A run id unique per process start: base-36 milliseconds since the epoch.
 pub fn run_id() -> String {
-    let mut n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+    let mut n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let mut s = Vec::new();
     while n > 0 {
         s.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
@@ -41,15 +38,11 @@ pub fn run_id() -> String {
 /// Source settings from the config.
 pub fn source_config(cfg: &Config) -> SourceConfig {
     SourceConfig {
-        spec: cfg
-            .source
-            .parse::<SourceSpec>()
-            .unwrap_or(SourceSpec::Testsrc),
+        spec: cfg.source.parse::<SourceSpec>().unwrap_or(SourceSpec::Testsrc),
         framerate: cfg.framerate,
         pace: !cfg.no_pace,
         looped: cfg.looped,
-        idle_flush: (cfg.idle_flush_ms > 0.0)
-            .then(|| Duration::from_secs_f64(cfg.idle_flush_ms / 1e3)),
+        idle_flush: (cfg.idle_flush_ms > 0.0).then(|| Duration::from_secs_f64(cfg.idle_flush_ms / 1e3)),
         stall_timeout: Duration::from_secs_f64(cfg.stall_timeout),
         testsrc: source::testsrc::TestsrcConfig {
             width: cfg.width,
@@ -75,24 +68,14 @@ pub fn source_config(cfg: &Config) -> SourceConfig {
 
 /// Segmenter settings from the config.
 pub fn segmenter_config(cfg: &Config) -> SegmenterConfig {
-    SegmenterConfig {
-        segment_target: ticks(cfg.segment_duration),
-        part_target: ticks(cfg.part_duration),
-    }
+    SegmenterConfig { segment_target: ticks(cfg.segment_duration), part_target: ticks(cfg.part_duration) }
 }
 
 /// Runs the live origin on `listener` until `shutdown` resolves or a file/stdin source fails.
-pub async fn run(
-    cfg: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let run = run_id();
     let (mut window, snapshots) = Window::new(
-        WindowConfig {
-            segments: cfg.window,
-            segment_target: cfg.segment_duration,
-        },
+        WindowConfig { segments: cfg.window, segment_target: cfg.segment_duration },
         run.clone(),
     );
     let tls_files = match (&cfg.tls_cert, &cfg.tls_key) {
@@ -122,10 +105,7 @@ pub async fn run(
     });
     let state = Arc::new(state);
     let status_listener = match cfg.metrics_listen {
-        Some(a) => Some(
-            crate::http::limits::listen(a)
-                .map_err(|e| anyhow::anyhow!("cannot listen on metrics-listen {a}: {e}"))?,
-        ),
+        Some(a) => Some(crate::http::limits::listen(a).map_err(|e| anyhow::anyhow!("cannot listen on metrics-listen {a}: {e}"))?),
         None => None,
     };
     let limits = Arc::new(crate::http::HttpLimits::from_config(&cfg));
@@ -133,10 +113,7 @@ pub async fn run(
     let (events, _) = tokio::sync::broadcast::channel::<SourceEvent>(crate::sink::EVENT_BUFFER);
     let sinks = crate::sink::spawn_all(
         &cfg,
-        &crate::sink::SinkInputs {
-            snapshots: state.snapshots.clone(),
-            events: events.clone(),
-        },
+        &crate::sink::SinkInputs { snapshots: state.snapshots.clone(), events: events.clone() },
     )?;
 
     let (tx, mut rx) = mpsc::channel::<SourceEvent>(SOURCE_QUEUE);
@@ -177,42 +154,21 @@ pub async fn run(
             let overdue_before = seg.stats.frames_dropped_idr_overdue;
             if let Err(e) = seg.push(ev, &mut outs) {
                 tracing::error!(error = %e, "muxing failed; frame dropped");
-                m.frames_dropped
-                    .get_or_create(&ReasonLabels {
-                        reason: "mux_error",
-                    })
-                    .inc();
+                m.frames_dropped.get_or_create(&ReasonLabels { reason: "mux_error" }).inc();
             }
             let dropped = seg.stats.frames_dropped_waiting_idr - dropped_before;
             if dropped > 0 {
-                m.frames_dropped
-                    .get_or_create(&ReasonLabels {
-                        reason: "waiting_for_idr",
-                    })
-                    .inc_by(dropped);
+                m.frames_dropped.get_or_create(&ReasonLabels { reason: "waiting_for_idr" }).inc_by(dropped);
             }
             let overdue = seg.stats.frames_dropped_idr_overdue - overdue_before;
             if overdue > 0 {
-                m.frames_dropped
-                    .get_or_create(&ReasonLabels {
-                        reason: "idr_overdue",
-                    })
-                    .inc_by(overdue);
+                m.frames_dropped.get_or_create(&ReasonLabels { reason: "idr_overdue" }).inc_by(overdue);
             }
             let parts: Vec<_> = outs
                 .iter()
-                .filter_map(|o| {
-                    if let Output::Part(p) = o {
-                        Some((p.last_arrived, p.data.len()))
-                    } else {
-                        None
-                    }
-                })
+                .filter_map(|o| if let Output::Part(p) = o { Some((p.last_arrived, p.data.len())) } else { None })
                 .collect();
-            let segments = outs
-                .iter()
-                .filter(|o| matches!(o, Output::SegmentEnd { .. }))
-                .count();
+            let segments = outs.iter().filter(|o| matches!(o, Output::SegmentEnd { .. })).count();
             window.apply(&mut outs, seg.next_global_part());
             for (arrived, len) in parts {
                 m.origin_delay.observe(arrived.elapsed().as_secs_f64());
@@ -222,8 +178,7 @@ pub async fn run(
             m.segments.inc_by(segments as u64);
             let overlong = window.overlong;
             if overlong > m.overlong_segments.get() {
-                m.overlong_segments
-                    .inc_by(overlong - m.overlong_segments.get());
+                m.overlong_segments.inc_by(overlong - m.overlong_segments.get());
             }
         }
         window.end();
@@ -232,29 +187,12 @@ pub async fn run(
 
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let host = if addr.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        addr.ip().to_string()
-    };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host
-    };
-    println!(
-        "hlsd: player at {scheme}://{host}:{}{}/",
-        addr.port(),
-        cfg.base()
-    );
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    println!("hlsd: player at {scheme}://{host}:{}{}/", addr.port(), cfg.base());
     if addr.ip().is_unspecified() {
         if let Ok(name) = std::fs::read_to_string("/etc/hostname") {
-            println!(
-                "hlsd: on your network: {scheme}://{}.local:{}{}/",
-                name.trim(),
-                addr.port(),
-                cfg.base()
-            );
+            println!("hlsd: on your network: {scheme}://{}.local:{}{}/", name.trim(), addr.port(), cfg.base());
         }
     }
     tracing::info!(%addr, source = %src_name, run = %run, segment = cfg.segment_duration,
@@ -291,16 +229,7 @@ pub async fn run(
         }
         let mut stopped = stop_tx.subscribe();
         let status_limits = limits.clone();
-        tokio::spawn(crate::http::serve(
-            l,
-            st,
-            None,
-            status_limits,
-            async move {
-                let _ = stopped.changed().await;
-            },
-            grace,
-        ))
+        tokio::spawn(crate::http::serve(l, st, None, status_limits, async move { let _ = stopped.changed().await; }, grace))
     });
     crate::http::serve(listener, state, tls, limits, stop, grace).await;
     if let Some(h) = status_server {
@@ -325,9 +254,7 @@ fn spawn_sighup(tls: Option<Arc<crate::http::tls::TlsFiles>>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
                 match &tls {

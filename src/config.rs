@@ -33,12 +33,7 @@ pub struct Config {
     /// Where H.264 comes from: testsrc, stdin, file:PATH, exec:COMMAND, tcp://HOST:PORT or
     /// v4l2:/dev/videoN (`hlsd devices` lists V4L2 cameras and encoders).
     /// Secrets in it (URL passwords, keys, `-password X`) are masked in logs and errors.
-    #[arg(
-        long,
-        env = "HLSD_SOURCE",
-        default_value = "testsrc",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "HLSD_SOURCE", default_value = "testsrc", hide_env_values = true)]
     pub source: crate::secret::Masked,
 
     /// Address to listen on for HTTP (HTTP/1.1 and HTTP/2 cleartext; HTTPS with --tls-cert).
@@ -57,12 +52,7 @@ pub struct Config {
 
     /// Segment target in seconds. Segments are cut at the first IDR at or after it, so the
     /// encoder's keyframe interval should be a divisor of it (rpicam-vid --intra, ffmpeg -g).
-    #[arg(
-        long,
-        env = "HLSD_SEGMENT_DURATION",
-        global = true,
-        default_value_t = 1.0
-    )]
+    #[arg(long, env = "HLSD_SEGMENT_DURATION", global = true, default_value_t = 1.0)]
     pub segment_duration: f64,
 
     /// Part target in seconds (rounded down to whole frames; at least one frame).
@@ -141,31 +131,16 @@ pub struct Config {
 
     /// Secret for signed viewer URLs (HMAC-SHA256, at least 16 bytes): when set, viewers need a
     /// URL from `hlsd sign`. Set it in the config file or HLSD_ACCESS_SECRET (a flag shows in `ps`).
-    #[arg(
-        long,
-        env = "HLSD_ACCESS_SECRET",
-        hide_env_values = true,
-        value_name = "SECRET"
-    )]
+    #[arg(long, env = "HLSD_ACCESS_SECRET", hide_env_values = true, value_name = "SECRET")]
     pub access_secret: Option<Secret>,
     /// HTTP basic auth for viewers, USER:PASSWORD (config file or HLSD_BASIC_AUTH; a flag shows in `ps`).
-    #[arg(
-        long,
-        env = "HLSD_BASIC_AUTH",
-        hide_env_values = true,
-        value_name = "USER:PASSWORD"
-    )]
+    #[arg(long, env = "HLSD_BASIC_AUTH", hide_env_values = true, value_name = "USER:PASSWORD")]
     pub basic_auth: Option<Secret>,
     /// Serve /metrics and /healthz only on this address (plain HTTP); the main listener then 404s them.
     #[arg(long, env = "HLSD_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// HTTP basic auth for /metrics and /healthz, USER:PASSWORD (config file or HLSD_METRICS_AUTH).
-    #[arg(
-        long,
-        env = "HLSD_METRICS_AUTH",
-        hide_env_values = true,
-        value_name = "USER:PASSWORD"
-    )]
+    #[arg(long, env = "HLSD_METRICS_AUTH", hide_env_values = true, value_name = "USER:PASSWORD")]
     pub metrics_auth: Option<Secret>,
 
     /// Seconds an idle client connection is kept, and the limit for reading a request header.
@@ -185,12 +160,7 @@ pub struct Config {
     #[arg(long, env = "HLSD_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
     pub max_connections_per_ip: usize,
     /// Addresses exempt from max-connections-per-ip (reverse proxies), comma-separated.
-    #[arg(
-        long,
-        env = "HLSD_TRUSTED_PROXIES",
-        value_delimiter = ',',
-        default_value = "127.0.0.1,::1"
-    )]
+    #[arg(long, env = "HLSD_TRUSTED_PROXIES", value_delimiter = ',', default_value = "127.0.0.1,::1")]
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Most requests held at once (blocking playlist reloads and preload-hinted parts, about
     /// 1-2 per LL-HLS viewer); beyond it they are answered 503 with Retry-After.
@@ -213,13 +183,7 @@ pub struct Config {
     /// server) or s3://BUCKET/PREFIX (S3-compatible storage). In the config file: [[output]]
     /// tables (url, endpoint, region, path-style, prefix, retention, parts, concurrency, queue,
     /// credentials); see README "Publishing to disk and S3".
-    #[arg(
-        long = "output",
-        env = "HLSD_OUTPUT",
-        hide_env_values = true,
-        value_name = "dir:PATH|s3://BUCKET/PREFIX",
-        value_delimiter = ' '
-    )]
+    #[arg(long = "output", env = "HLSD_OUTPUT", hide_env_values = true, value_name = "dir:PATH|s3://BUCKET/PREFIX", value_delimiter = ' ')]
     pub output: Vec<crate::sink::storage::config::OutputSpecEntry>,
 
     /// S3 endpoint of non-AWS stores (MinIO, R2, B2, Garage...), e.g. http://127.0.0.1:9000.
@@ -278,44 +242,28 @@ impl Config {
             cli.validate()?;
             return Ok(cli);
         };
-        let text = std::fs::read_to_string(&path).map_err(|err| ConfigError::Read {
-            path: path.clone(),
-            err,
-        })?;
+        let text = std::fs::read_to_string(&path).map_err(|err| ConfigError::Read { path: path.clone(), err })?;
         // Errors name line, column and key, never a value (crate::config_file).
-        let parse_err = |e: toml::de::Error| ConfigError::Parse {
-            path: path.clone(),
-            err: crate::config_file::describe(&text, &e),
-        };
+        let parse_err = |e: toml::de::Error| ConfigError::Parse { path: path.clone(), err: crate::config_file::describe(&text, &e) };
         toml::from_str::<Config>(&text).map_err(parse_err)?;
         let mut table: toml::Table = toml::from_str(&text).map_err(parse_err)?;
-        let cli_table = toml::Table::try_from(&cli).map_err(|e| ConfigError::Parse {
-            path: path.clone(),
-            err: crate::config_file::scrub(&e.to_string()),
-        })?;
+        let cli_table = toml::Table::try_from(&cli)
+            .map_err(|e| ConfigError::Parse { path: path.clone(), err: crate::config_file::scrub(&e.to_string()) })?;
         for id in matches.ids() {
             let explicit = matches!(
                 matches.value_source(id.as_str()),
                 Some(ValueSource::CommandLine | ValueSource::EnvVariable)
             );
-            let key = if id.as_str() == "looped" {
-                "loop".to_string()
-            } else {
-                id.as_str().replace('_', "-")
-            };
+            let key = if id.as_str() == "looped" { "loop".to_string() } else { id.as_str().replace('_', "-") };
             if explicit {
                 if let Some(v) = cli_table.get(&key) {
                     table.insert(key, v.clone());
                 }
             }
         }
-        let mut cfg: Config =
-            table
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    path: path.clone(),
-                    err: crate::config_file::scrub(e.message()),
-                })?;
+        let mut cfg: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse { path: path.clone(), err: crate::config_file::scrub(e.message()) })?;
         cfg.config = Some(path);
         cfg.command = cli.command;
         cfg.validate()?;
@@ -324,12 +272,7 @@ impl Config {
 
     /// Checks ranges and the source spec; messages say what to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key, msg: String| {
-            Err(ConfigError::Invalid {
-                key,
-                msg: crate::secret::mask(&msg),
-            })
-        };
+        let bad = |key, msg: String| Err(ConfigError::Invalid { key, msg: crate::secret::mask(&msg) });
         if let Err(msg) = self.source.parse::<SourceSpec>() {
             return bad("source", msg);
         }
@@ -337,110 +280,41 @@ impl Config {
             finite_in(key, value, range)?;
         }
         if self.part_duration > self.segment_duration / 2.0 {
-            return bad(
-                "part-duration",
-                format!(
-                    "{} s must be at most half the segment duration",
-                    self.part_duration
-                ),
-            );
+            return bad("part-duration", format!("{} s must be at most half the segment duration", self.part_duration));
         }
         if self.window < 6 {
-            return bad(
-                "window",
-                format!(
-                    "{} segments: at least 6 are needed (Apple HLS authoring spec 8.11)",
-                    self.window
-                ),
-            );
+            return bad("window", format!("{} segments: at least 6 are needed (Apple HLS authoring spec 8.11)", self.window));
         }
-        if self.width < 16
-            || self.height < 16
-            || self.width % 2 == 1
-            || self.height % 2 == 1
-            || self.width > 4096
-            || self.height > 2304
-        {
-            return bad(
-                "width/height",
-                format!(
-                    "{}x{} must be even and within 16x16..4096x2304",
-                    self.width, self.height
-                ),
-            );
+        if self.width < 16 || self.height < 16 || self.width % 2 == 1 || self.height % 2 == 1 || self.width > 4096 || self.height > 2304 {
+            return bad("width/height", format!("{}x{} must be even and within 16x16..4096x2304", self.width, self.height));
         }
         if !(1..=120).contains(&self.fps) || self.keyint == 0 || self.bitrate < 10_000 {
-            return bad(
-                "fps/keyint/bitrate",
-                format!(
-                    "fps {} (1..120), keyint {} (>0), bitrate {} (>=10000)",
-                    self.fps, self.keyint, self.bitrate
-                ),
-            );
+            return bad("fps/keyint/bitrate", format!("fps {} (1..120), keyint {} (>0), bitrate {} (>=10000)", self.fps, self.keyint, self.bitrate));
         }
-        if let Some(Err(msg)) = self
-            .v4l2_profile
-            .as_deref()
-            .map(crate::source::v4l2::controls::parse_profile)
-        {
+        if let Some(Err(msg)) = self.v4l2_profile.as_deref().map(crate::source::v4l2::controls::parse_profile) {
             return bad("v4l2-profile", msg);
         }
-        if let Some(Err(msg)) = self
-            .v4l2_level
-            .as_deref()
-            .map(crate::source::v4l2::controls::parse_level)
-        {
+        if let Some(Err(msg)) = self.v4l2_level.as_deref().map(crate::source::v4l2::controls::parse_level) {
             return bad("v4l2-level", msg);
         }
         if self.v4l2_bitrate.is_some_and(|b| b < 10_000) || self.v4l2_idr_interval == Some(0) {
-            return bad(
-                "v4l2-bitrate/v4l2-idr-interval",
-                "bitrate must be at least 10000, the IDR interval at least 1".into(),
-            );
+            return bad("v4l2-bitrate/v4l2-idr-interval", "bitrate must be at least 10000, the IDR interval at least 1".into());
         }
-        if !self.base_path.is_empty()
-            && (!self.base_path.starts_with('/') || self.base_path.contains(".."))
-        {
-            return bad(
-                "base-path",
-                format!(
-                    "'{}' must start with / (e.g. /cams/birdbox)",
-                    self.base_path
-                ),
-            );
+        if !self.base_path.is_empty() && (!self.base_path.starts_with('/') || self.base_path.contains("..")) {
+            return bad("base-path", format!("'{}' must start with / (e.g. /cams/birdbox)", self.base_path));
         }
         if self.max_connections == 0 || self.max_held_requests == 0 {
-            return bad(
-                "max-connections/max-held-requests",
-                "must be at least 1".into(),
-            );
+            return bad("max-connections/max-held-requests", "must be at least 1".into());
         }
-        if self
-            .access_secret
-            .as_ref()
-            .is_some_and(|s| s.expose().len() < 16)
-        {
-            return bad(
-                "access-secret",
-                "must be at least 16 bytes (e.g. `openssl rand -base64 32`)".into(),
-            );
+        if self.access_secret.as_ref().is_some_and(|s| s.expose().len() < 16) {
+            return bad("access-secret", "must be at least 16 bytes (e.g. `openssl rand -base64 32`)".into());
         }
-        for (key, v) in [
-            ("basic-auth", &self.basic_auth),
-            ("metrics-auth", &self.metrics_auth),
-        ] {
-            if v.as_ref().is_some_and(|v| {
-                v.expose()
-                    .split_once(':')
-                    .is_none_or(|(u, p)| u.is_empty() || p.is_empty())
-            }) {
+        for (key, v) in [("basic-auth", &self.basic_auth), ("metrics-auth", &self.metrics_auth)] {
+            if v.as_ref().is_some_and(|v| v.expose().split_once(':').is_none_or(|(u, p)| u.is_empty() || p.is_empty())) {
                 return bad(key, "must be USER:PASSWORD".into());
             }
         }
-        if self
-            .metrics_listen
-            .is_some_and(|m| m == self.listen && m.port() != 0)
-        {
+        if self.metrics_listen.is_some_and(|m| m == self.listen && m.port() != 0) {
             return bad("metrics-listen", "must differ from listen".into());
         }
         for o in &self.output {
@@ -460,11 +334,7 @@ impl Config {
             ("idle-flush-ms", self.idle_flush_ms, 0.0..=50.0),
             ("stall-timeout", self.stall_timeout, 0.1..=86_400.0),
             ("http-timeout", self.http_timeout, 0.1..=3_600.0),
-            (
-                "http-first-byte-timeout",
-                self.http_first_byte_timeout,
-                0.1..=3_600.0,
-            ),
+            ("http-first-byte-timeout", self.http_first_byte_timeout, 0.1..=3_600.0),
             ("http-write-timeout", self.http_write_timeout, 0.1..=3_600.0),
         ];
         if let Some(f) = self.framerate {
@@ -486,11 +356,7 @@ fn finite_in(key: &'static str, value: f64, range: RangeInclusive<f64>) -> Resul
     }
     Err(ConfigError::Invalid {
         key,
-        msg: format!(
-            "{value} must be a finite number within {}..{}",
-            range.start(),
-            range.end()
-        ),
+        msg: format!("{value} must be a finite number within {}..{}", range.start(), range.end()),
     })
 }
 
@@ -505,53 +371,27 @@ mod tests {
         assert_eq!(c.listen.port(), 8080);
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("hlsd.toml");
-        std::fs::write(
-            &p,
-            "source = \"file:/x.h264\"\nsegment-duration = 2.0\nloop = true\nwindow = 8\n",
-        )
-        .unwrap();
-        let c =
-            Config::load_from(["hlsd", "--config", p.to_str().unwrap(), "--window", "7"]).unwrap();
+        std::fs::write(&p, "source = \"file:/x.h264\"\nsegment-duration = 2.0\nloop = true\nwindow = 8\n").unwrap();
+        let c = Config::load_from(["hlsd", "--config", p.to_str().unwrap(), "--window", "7"]).unwrap();
         assert_eq!(c.source, "file:/x.h264");
         assert_eq!(c.segment_duration, 2.0);
         assert!(c.looped);
         assert_eq!(c.window, 7, "command line beats the file");
         std::fs::write(&p, "segment_duraton = 2.0\n").unwrap();
-        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("unknown field") && e.contains("segment_duraton"),
-            "{e}"
-        );
-        let e = Config::load_from(["hlsd", "--window", "3"])
-            .unwrap_err()
-            .to_string();
+        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()]).unwrap_err().to_string();
+        assert!(e.contains("unknown field") && e.contains("segment_duraton"), "{e}");
+        let e = Config::load_from(["hlsd", "--window", "3"]).unwrap_err().to_string();
         assert!(e.contains("window"), "{e}");
-        let e = Config::load_from(["hlsd", "--source", "rtsp://x"])
-            .unwrap_err()
-            .to_string();
+        let e = Config::load_from(["hlsd", "--source", "rtsp://x"]).unwrap_err().to_string();
         assert!(e.contains("unknown source"), "{e}");
     }
 
     #[test]
     fn http_limits_validated_and_read_from_file() {
         let c = Config::load_from(["hlsd"]).unwrap();
-        assert_eq!(
-            c.trusted_proxies,
-            vec![
-                "127.0.0.1".parse::<std::net::IpAddr>().unwrap(),
-                "::1".parse().unwrap()
-            ]
-        );
-        for (flag, v) in [
-            ("--http-write-timeout", "nan"),
-            ("--http-first-byte-timeout", "inf"),
-            ("--http-timeout", "0"),
-        ] {
-            let e = Config::load_from(["hlsd", flag, v])
-                .unwrap_err()
-                .to_string();
+        assert_eq!(c.trusted_proxies, vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap(), "::1".parse().unwrap()]);
+        for (flag, v) in [("--http-write-timeout", "nan"), ("--http-first-byte-timeout", "inf"), ("--http-timeout", "0")] {
+            let e = Config::load_from(["hlsd", flag, v]).unwrap_err().to_string();
             assert!(e.contains(flag.trim_start_matches('-')), "{flag} {v}: {e}");
         }
         assert!(Config::load_from(["hlsd", "--max-held-requests", "0"]).is_err());
@@ -559,10 +399,7 @@ mod tests {
         let p = dir.path().join("hlsd.toml");
         std::fs::write(&p, "trusted-proxies = [\"10.0.0.1\"]\nmax-connections-per-ip = 0\nhttp-write-timeout = 5.0\n").unwrap();
         let c = Config::load_from(["hlsd", "--config", p.to_str().unwrap()]).unwrap();
-        assert_eq!(
-            c.trusted_proxies,
-            vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
-        );
+        assert_eq!(c.trusted_proxies, vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
         assert_eq!((c.max_connections_per_ip, c.http_write_timeout), (0, 5.0));
         let c = Config::load_from(["hlsd", "--trusted-proxies", "10.1.1.1,::1"]).unwrap();
         assert_eq!(c.trusted_proxies.len(), 2);
@@ -574,20 +411,12 @@ mod tests {
         let floats = base.float_options();
         assert_eq!(floats.len(), 7, "framerate is only listed when set");
         for flag in [
-            "segment-duration",
-            "part-duration",
-            "idle-flush-ms",
-            "stall-timeout",
-            "http-timeout",
-            "http-first-byte-timeout",
-            "http-write-timeout",
-            "framerate",
+            "segment-duration", "part-duration", "idle-flush-ms", "stall-timeout", "http-timeout",
+            "http-first-byte-timeout", "http-write-timeout", "framerate",
         ] {
             for bad in ["nan", "NaN", "inf", "-inf", "infinity", "-1", "1e308"] {
                 let arg = format!("--{flag}={bad}");
-                let e = Config::load_from(["hlsd", arg.as_str()])
-                    .unwrap_err()
-                    .to_string();
+                let e = Config::load_from(["hlsd", arg.as_str()]).unwrap_err().to_string();
                 assert!(e.contains(flag) && e.contains("finite"), "{arg}: {e}");
             }
         }
@@ -595,17 +424,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("hlsd.toml");
         std::fs::write(&p, "http-timeout = nan\n").unwrap();
-        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()])
-            .unwrap_err()
-            .to_string();
+        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()]).unwrap_err().to_string();
         assert!(e.contains("http-timeout") && e.contains("finite"), "{e}");
         std::fs::write(&p, "stall-timeout = inf\n").unwrap();
-        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()])
-            .unwrap_err()
-            .to_string();
+        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()]).unwrap_err().to_string();
         assert!(e.contains("stall-timeout"), "{e}");
-        let ok =
-            Config::load_from(["hlsd", "--http-timeout", "0.5", "--stall-timeout", "60"]).unwrap();
+        let ok = Config::load_from(["hlsd", "--http-timeout", "0.5", "--stall-timeout", "60"]).unwrap();
         assert_eq!(ok.http_timeout, 0.5);
     }
 }

@@ -30,10 +30,7 @@ pub fn describe(text: &str, err: &toml::de::Error) -> String {
     }
     .or_else(|| line_key(&text[line_start..]));
     match key {
-        Some(k) => format!(
-            "line {line}, column {column}, key `{}`: {msg}",
-            crate::secret::mask(&k)
-        ),
+        Some(k) => format!("line {line}, column {column}, key `{}`: {msg}", crate::secret::mask(&k)),
         None => format!("line {line}, column {column}: {msg}"),
     }
 }
@@ -133,18 +130,9 @@ fn walk_value(v: &Spanned<DeValue<'_>>, pos: usize, path: &mut String) -> bool {
 /// The bare key a line starts with (`name = …` or a `[table]` header), if any.
 fn line_key(line: &str) -> Option<String> {
     let line = line.lines().next().unwrap_or("").trim_start();
-    let bare = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    };
+    let bare = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     if let Some(h) = line.strip_prefix('[') {
-        let name = h
-            .trim_start_matches('[')
-            .split(']')
-            .next()
-            .unwrap_or("")
-            .trim();
+        let name = h.trim_start_matches('[').split(']').next().unwrap_or("").trim();
         return bare(name).then(|| name.to_string());
     }
     let (k, _) = line.split_once('=')?;
@@ -161,9 +149,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("hlsd.toml");
         std::fs::write(&p, text).unwrap();
-        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()])
-            .unwrap_err()
-            .to_string();
+        let e = Config::load_from(["hlsd", "--config", p.to_str().unwrap()]).unwrap_err().to_string();
         assert!(e.contains(p.to_str().unwrap()), "names the file: {e}");
         assert!(!e.contains("SECRET"), "echoes a value: {e}");
         e
@@ -173,47 +159,27 @@ mod tests {
     fn errors_name_line_column_and_key_never_the_value() {
         // A string where the config expects a table (the RTMP stream key case).
         let e = file_error("window = 8\nrtmp = \"rtmp://a.rtmp.youtube.com/live2/SECRET-KEY\"\n");
-        assert!(
-            e.contains("line 2, column 8, key `rtmp`") && e.contains("invalid type: string"),
-            "{e}"
-        );
+        assert!(e.contains("line 2, column 8, key `rtmp`") && e.contains("invalid type: string"), "{e}");
         // A table where a string is expected.
         let e = file_error("[source]\ncmd = \"exec:ffmpeg -password SECRET\"\n");
-        assert!(
-            e.contains("key `source`") && e.contains("invalid type"),
-            "{e}"
-        );
+        assert!(e.contains("key `source`") && e.contains("invalid type"), "{e}");
         // An array of the wrong type, and a bad entry of a table array.
         let e = file_error("rtmp = [\n  \"rtmp://h/live/SECRET1\",\n  42,\n]\n");
-        assert!(
-            e.contains("line 3, column 3, key `rtmp[1]`") && e.contains("integer"),
-            "{e}"
-        );
-        let e = file_error(
-            "[[rtmp]]\nurl = \"rtmp://h/live/k\"\n[[rtmp]]\nurl = \"rtmp://h/SECRET\"\n",
-        );
+        assert!(e.contains("line 3, column 3, key `rtmp[1]`") && e.contains("integer"), "{e}");
+        let e = file_error("[[rtmp]]\nurl = \"rtmp://h/live/k\"\n[[rtmp]]\nurl = \"rtmp://h/SECRET\"\n");
         // (a table's own check points at its header)
-        assert!(
-            e.contains("line 3, column 1, key `rtmp[1]`") && e.contains("APP/STREAM-KEY"),
-            "{e}"
-        );
+        assert!(e.contains("line 3, column 1, key `rtmp[1]`") && e.contains("APP/STREAM-KEY"), "{e}");
         let e = file_error("[[output]]\nurl = \"s3://bucket/x\"\nsecret-access-key = 7\n");
         assert!(e.contains("line 1") || e.contains("line 3"), "{e}");
         assert!(e.contains("output"), "{e}");
         // A syntax error on a line holding a key and a secret.
         let e = file_error("window = 8\nbasic-auth = \"user:SECRET\n");
-        assert!(
-            e.contains("line 2") && e.contains("key `basic-auth`"),
-            "{e}"
-        );
+        assert!(e.contains("line 2") && e.contains("key `basic-auth`"), "{e}");
         let e = file_error("source = 'exec:x --key SECRET' extra\n");
         assert!(e.contains("line 1"), "{e}");
         // Unknown keys: the line that holds them, as the README says.
         let e = file_error("window = 8\nsegment_duraton = 2.0\n");
-        assert!(
-            e.contains("line 2, column 1, key `segment_duraton`") && e.contains("unknown field"),
-            "{e}"
-        );
+        assert!(e.contains("line 2, column 1, key `segment_duraton`") && e.contains("unknown field"), "{e}");
         // A number is no secret but a wrong one is still pinned down.
         let e = file_error("window = \"SECRET\"\n");
         assert!(e.contains("key `window`"), "{e}");
@@ -221,18 +187,9 @@ mod tests {
 
     #[test]
     fn scrub_removes_quoted_values() {
-        assert_eq!(
-            scrub("invalid type: string \"a\\\"b\", expected x"),
-            "invalid type: string \"***\", expected x"
-        );
-        assert_eq!(
-            scrub("unknown output 'dir'\nmore"),
-            "unknown output '***'; more"
-        );
+        assert_eq!(scrub("invalid type: string \"a\\\"b\", expected x"), "invalid type: string \"***\", expected x");
+        assert_eq!(scrub("unknown output 'dir'\nmore"), "unknown output '***'; more");
         assert_eq!(scrub("unknown field `x`"), "unknown field `x`");
-        assert_eq!(
-            scrub("invalid basic string, expected `\"`"),
-            "invalid basic string, expected `\"`"
-        );
+        assert_eq!(scrub("invalid basic string, expected `\"`"), "invalid basic string, expected `\"`");
     }
 }

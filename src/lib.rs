@@ -30,9 +30,9 @@ pub mod loadgen;
 pub mod media;
 pub mod metrics;
 pub mod policy;
-pub mod poster;
 pub mod secret;
 pub mod sink;
+pub mod poster;
 pub mod source;
 pub mod stream;
 #[cfg(test)]

@@ -25,21 +25,13 @@ fn main() -> ExitCode {
     };
     let result = match cfg.command.clone() {
         Some(Command::Segment { input, outdir }) => segment(&cfg, &input, &outdir),
-        Some(Command::Sign {
-            prefix,
-            expires,
-            url,
-        }) => sign(&cfg, &prefix, &expires, url.as_deref()),
+        Some(Command::Sign { prefix, expires, url }) => sign(&cfg, &prefix, &expires, url.as_deref()),
         Some(Command::Devices) => {
             print!("{}", hlsd::source::v4l2::devices::report());
             Ok(())
         }
         // The offline commands need no async runtime; the server gets two worker threads.
-        None => match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-        {
+        None => match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
             Ok(rt) => rt.block_on(serve(cfg)),
             Err(e) => Err(anyhow::anyhow!("cannot start the runtime: {e}")),
         },
@@ -54,12 +46,8 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let listener = hlsd::http::limits::listen(cfg.listen).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {}: {e} (is another server using it? try --listen 0.0.0.0:8081)",
-            cfg.listen
-        )
-    })?;
+    let listener = hlsd::http::limits::listen(cfg.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e} (is another server using it? try --listen 0.0.0.0:8081)", cfg.listen))?;
     hlsd::app::run(cfg, listener, shutdown_signal()).await
 }
 
@@ -67,11 +55,10 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -84,12 +71,7 @@ async fn shutdown_signal() {
 fn segment(cfg: &Config, input: &std::path::Path, outdir: &std::path::Path) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let frame_duration = cfg.framerate.map(hlsd::h264::frame_duration_for_fps);
-    let s = hlsd::hls::vod::segment_file(
-        input,
-        outdir,
-        hlsd::app::segmenter_config(cfg),
-        frame_duration,
-    )?;
+    let s = hlsd::hls::vod::segment_file(input, outdir, hlsd::app::segmenter_config(cfg), frame_duration)?;
     eprintln!(
         "hlsd: wrote {} segments ({} frames, {:.1} MB, TARGETDURATION {}) to {} in {:.2} s",
         s.segments,
@@ -105,40 +87,20 @@ fn segment(cfg: &Config, input: &std::path::Path, outdir: &std::path::Path) -> a
 /// `hlsd sign`: prints the signed multivariant playlist URL, then the signed player page URL.
 fn sign(cfg: &Config, prefix: &str, expires: &str, url: Option<&str>) -> anyhow::Result<()> {
     let secret = cfg.access_secret.as_ref().ok_or_else(|| {
-        anyhow::anyhow!(
-            "access-secret is not set (config file, HLSD_ACCESS_SECRET, or --access-secret)"
-        )
+        anyhow::anyhow!("access-secret is not set (config file, HLSD_ACCESS_SECRET, or --access-secret)")
     })?;
     if !prefix.starts_with('/') {
         anyhow::bail!("--prefix must start with / (e.g. / or /cams/birdbox/)");
     }
-    let valid_for =
-        hlsd::http::auth::parse_duration(expires).map_err(|e| anyhow::anyhow!("--expires {e}"))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let q = hlsd::http::auth::sign(
-        secret.expose().as_bytes(),
-        prefix,
-        now.saturating_add(valid_for),
-    );
+    let valid_for = hlsd::http::auth::parse_duration(expires).map_err(|e| anyhow::anyhow!("--expires {e}"))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let q = hlsd::http::auth::sign(secret.expose().as_bytes(), prefix, now.saturating_add(valid_for));
     let base = match url {
         Some(u) => u.trim_end_matches('/').to_string(),
         None => {
-            let scheme = if cfg.tls_cert.is_some() {
-                "https"
-            } else {
-                "http"
-            };
+            let scheme = if cfg.tls_cert.is_some() { "https" } else { "http" };
             let ip = cfg.listen.ip();
-            let host = if ip.is_unspecified() {
-                "127.0.0.1".to_string()
-            } else if ip.is_ipv6() {
-                format!("[{ip}]")
-            } else {
-                ip.to_string()
-            };
+            let host = if ip.is_unspecified() { "127.0.0.1".to_string() } else if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
             format!("{scheme}://{host}:{}{}", cfg.listen.port(), cfg.base())
         }
     };

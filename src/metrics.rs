@@ -111,10 +111,9 @@ impl Metrics {
             http_timeouts: Family::default(),
             http_rejected: Family::default(),
             http_held_rejected: Counter::default(),
-            origin_delay: Histogram::new([
-                0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
-                0.02, 0.05, 0.1, 0.25,
-            ]),
+            origin_delay: Histogram::new(
+                [0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25],
+            ),
             rtmp_state: Family::default(),
             rtmp_reconnects: Family::default(),
             rtmp_bytes: Family::default(),
@@ -123,33 +122,13 @@ impl Metrics {
             storage: Default::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "frames",
-            "Frames received from the source",
-            m.frames.clone(),
-        );
-        registry.register(
-            "frames_dropped",
-            "Frames dropped, by reason",
-            m.frames_dropped.clone(),
-        );
+        registry.register("frames", "Frames received from the source", m.frames.clone());
+        registry.register("frames_dropped", "Frames dropped, by reason", m.frames_dropped.clone());
         registry.register("parts", "CMAF parts published", m.parts.clone());
         registry.register("segments", "Segments completed", m.segments.clone());
-        registry.register(
-            "media_bytes",
-            "Bytes of parts published",
-            m.media_bytes.clone(),
-        );
-        registry.register(
-            "discontinuities",
-            "Source restarts and format changes",
-            m.discontinuities.clone(),
-        );
-        registry.register(
-            "overlong_segments",
-            "Segments longer than TARGETDURATION",
-            m.overlong_segments.clone(),
-        );
+        registry.register("media_bytes", "Bytes of parts published", m.media_bytes.clone());
+        registry.register("discontinuities", "Source restarts and format changes", m.discontinuities.clone());
+        registry.register("overlong_segments", "Segments longer than TARGETDURATION", m.overlong_segments.clone());
         registry.register(
             "idle_flush_truncations",
             "Frames completed on input silence that turned out to continue",
@@ -165,41 +144,13 @@ impl Metrics {
             "Encoder stderr lines cut (truncated) or not logged (rate)",
             m.encoder_stderr_dropped.clone(),
         );
-        registry.register(
-            "http_requests",
-            "HTTP responses by route and status",
-            m.http_requests.clone(),
-        );
-        registry.register(
-            "http_denied",
-            "Requests refused by access control, by reason",
-            m.http_denied.clone(),
-        );
-        registry.register(
-            "tls_reloads",
-            "TLS certificate reloads, by result (ok, error)",
-            m.tls_reloads.clone(),
-        );
-        registry.register(
-            "http_blocked_requests",
-            "Requests currently held (blocking reload, preload hint)",
-            m.http_blocked.clone(),
-        );
-        registry.register(
-            "http_connections",
-            "Open client connections",
-            m.http_connections.clone(),
-        );
-        registry.register(
-            "http_max_connections",
-            "Effective limit of open client connections",
-            m.http_max_connections.clone(),
-        );
-        registry.register(
-            "http_timeouts",
-            "Connections closed by a timeout, by reason",
-            m.http_timeouts.clone(),
-        );
+        registry.register("http_requests", "HTTP responses by route and status", m.http_requests.clone());
+        registry.register("http_denied", "Requests refused by access control, by reason", m.http_denied.clone());
+        registry.register("tls_reloads", "TLS certificate reloads, by result (ok, error)", m.tls_reloads.clone());
+        registry.register("http_blocked_requests", "Requests currently held (blocking reload, preload hint)", m.http_blocked.clone());
+        registry.register("http_connections", "Open client connections", m.http_connections.clone());
+        registry.register("http_max_connections", "Effective limit of open client connections", m.http_max_connections.clone());
+        registry.register("http_timeouts", "Connections closed by a timeout, by reason", m.http_timeouts.clone());
         registry.register(
             "http_rejected_connections",
             "Connections closed at accept because a limit was reached, by reason",
@@ -215,31 +166,11 @@ impl Metrics {
             "Delay from a frame's last byte read to its part being readable",
             m.origin_delay.clone(),
         );
-        registry.register(
-            "rtmp_state",
-            "RTMP destination state (1 = current)",
-            m.rtmp_state.clone(),
-        );
-        registry.register(
-            "rtmp_reconnects",
-            "RTMP connection failures followed by a retry",
-            m.rtmp_reconnects.clone(),
-        );
-        registry.register(
-            "rtmp_bytes",
-            "Bytes sent to the RTMP destination",
-            m.rtmp_bytes.clone(),
-        );
-        registry.register(
-            "rtmp_frames",
-            "Video frames sent to the RTMP destination",
-            m.rtmp_frames.clone(),
-        );
-        registry.register(
-            "rtmp_frames_dropped",
-            "Video frames not sent to the RTMP destination, by reason",
-            m.rtmp_frames_dropped.clone(),
-        );
+        registry.register("rtmp_state", "RTMP destination state (1 = current)", m.rtmp_state.clone());
+        registry.register("rtmp_reconnects", "RTMP connection failures followed by a retry", m.rtmp_reconnects.clone());
+        registry.register("rtmp_bytes", "Bytes sent to the RTMP destination", m.rtmp_bytes.clone());
+        registry.register("rtmp_frames", "Video frames sent to the RTMP destination", m.rtmp_frames.clone());
+        registry.register("rtmp_frames_dropped", "Video frames not sent to the RTMP destination, by reason", m.rtmp_frames_dropped.clone());
         m.storage.register(&mut registry);
         Metrics { registry, ..m }
     }

@@ -34,9 +34,7 @@ pub enum PosterError {
     },
     #[error("poster: openh264 decoder could not be created: {0}")]
     DecoderInit(String),
-    #[error(
-        "poster: openh264 could not decode the keyframe ({annexb_len} bytes of Annex B): {message}"
-    )]
+    #[error("poster: openh264 could not decode the keyframe ({annexb_len} bytes of Annex B): {message}")]
     Decode { annexb_len: usize, message: String },
     #[error(
         "poster: openh264 returned no picture for the keyframe ({annexb_len} bytes of Annex B)"

@@ -22,28 +22,9 @@ pub const MASK: &str = "***";
 
 /// Name words that mark a value as secret (whole `_`/`-`/`.`-separated words, or word endings).
 const SECRET_WORDS: &[&str] = &[
-    "key",
-    "token",
-    "sig",
-    "signature",
-    "password",
-    "passwd",
-    "pass",
-    "pwd",
-    "secret",
-    "auth",
-    "authorization",
-    "credential",
-    "credentials",
-    "passphrase",
-    "streamid",
-    "session",
-    "cookie",
-    "apikey",
-    "hmac",
-    "jwt",
-    "bearer",
-    "cred",
+    "key", "token", "sig", "signature", "password", "passwd", "pass", "pwd", "secret", "auth",
+    "authorization", "credential", "credentials", "passphrase", "streamid", "session", "cookie",
+    "apikey", "hmac", "jwt", "bearer", "cred",
 ];
 
 /// Whether a parameter or flag name (leading dashes allowed) looks like it holds a secret:
@@ -53,11 +34,7 @@ pub fn secret_name(name: &str) -> bool {
     let name = name.trim_start_matches('-').to_ascii_lowercase();
     name.split(['_', '-', '.'])
         .filter(|w| !w.is_empty())
-        .any(|w| {
-            SECRET_WORDS
-                .iter()
-                .any(|s| w == *s || (w.len() > s.len() && w.ends_with(s) && s.len() >= 3))
-        })
+        .any(|w| SECRET_WORDS.iter().any(|s| w == *s || (w.len() > s.len() && w.ends_with(s) && s.len() >= 3)))
 }
 
 /// `text` with every secret replaced by [`MASK`] (see the module docs for what counts).
@@ -74,10 +51,8 @@ fn is_name_char(c: char) -> bool {
 
 /// Where an unquoted value ends: whitespace, a quote, a pair separator or a closing bracket.
 fn value_end(s: &str) -> usize {
-    s.find(|c: char| {
-        c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '&' | '<' | '>' | '}' | ']' | ')')
-    })
-    .unwrap_or(s.len())
+    s.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '&' | '<' | '>' | '}' | ']' | ')'))
+        .unwrap_or(s.len())
 }
 
 /// `scheme://user:password@host` → `scheme://user:***@host`; `scheme://token@host` → `scheme://***@host`.
@@ -88,9 +63,7 @@ fn mask_userinfo(text: &str) -> String {
         let (before, after) = rest.split_at(at + 3);
         out.push_str(before);
         let auth_end = after
-            .find(|c: char| {
-                c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\'' | '`' | '<' | '>')
-            })
+            .find(|c: char| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\'' | '`' | '<' | '>'))
             .unwrap_or(after.len());
         let authority = &after[..auth_end];
         match authority.rfind('@') {
@@ -123,9 +96,7 @@ fn mask_pairs(text: &str) -> String {
         let c = text[i..].chars().next().unwrap_or(' ');
         let boundary = prev.is_none_or(|p| !is_name_char(p) && p != '\\');
         if boundary && is_name_char(c) {
-            let len = text[i..]
-                .find(|c: char| !is_name_char(c))
-                .unwrap_or(text.len() - i);
+            let len = text[i..].find(|c: char| !is_name_char(c)).unwrap_or(text.len() - i);
             let name = &text[i..i + len];
             out.push_str(name);
             i += len;

@@ -8,9 +8,7 @@ use std::path::PathBuf;
 pub fn fixtures_dir() -> PathBuf {
     std::env::var_os("HLSD_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures"))
-        })
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures")))
 }
 
 /// The bytes of fixture `name`; panics if it cannot be read.
@@ -30,9 +28,6 @@ mod tests {
     fn missing_fixture_fails_loudly() {
         let r = std::panic::catch_unwind(|| super::fixture("no-such-capture.h264"));
         let msg = *r.unwrap_err().downcast::<String>().unwrap();
-        assert!(
-            msg.contains("no-such-capture.h264") && msg.contains("HLSD_FIXTURES"),
-            "{msg}"
-        );
+        assert!(msg.contains("no-such-capture.h264") && msg.contains("HLSD_FIXTURES"), "{msg}");
     }
 }

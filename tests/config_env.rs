@@ -10,11 +10,7 @@ fn config_error(args: &[&str], env: &[(&str, &str)]) -> String {
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("HLSD_")) {
         cmd.env_remove(k);
     }
-    let out = cmd
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("run hlsd");
+    let out = cmd.args(args).envs(env.iter().copied()).output().expect("run hlsd");
     assert!(!out.status.success(), "hlsd accepted {args:?} {env:?}");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -29,16 +25,10 @@ fn environment_sits_between_file_and_flags() {
     let e = config_error(&["--config", f], &[]);
     assert!(e.contains("segment-duration") && e.contains("20"), "{e}");
     // The environment beats the file...
-    let e = config_error(
-        &["--config", f],
-        &[("HLSD_SEGMENT_DURATION", "1.0"), ("HLSD_WINDOW", "3")],
-    );
+    let e = config_error(&["--config", f], &[("HLSD_SEGMENT_DURATION", "1.0"), ("HLSD_WINDOW", "3")]);
     assert!(e.contains("window") && e.contains("3 segments"), "{e}");
     // ...and a flag beats the environment.
-    let e = config_error(
-        &["--config", f, "--window", "2"],
-        &[("HLSD_SEGMENT_DURATION", "1.0"), ("HLSD_WINDOW", "3")],
-    );
+    let e = config_error(&["--config", f, "--window", "2"], &[("HLSD_SEGMENT_DURATION", "1.0"), ("HLSD_WINDOW", "3")]);
     assert!(e.contains("2 segments"), "{e}");
 }
 

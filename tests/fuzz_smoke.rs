@@ -8,18 +8,11 @@ use hlsd::fuzzing::{Rng, TARGETS};
 use std::path::{Path, PathBuf};
 
 fn dir_inputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut v: Vec<(String, Vec<u8>)> = rd
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.is_file())
-        .map(|p| {
-            (
-                p.display().to_string(),
-                std::fs::read(&p).expect("read input"),
-            )
-        })
+        .map(|p| (p.display().to_string(), std::fs::read(&p).expect("read input")))
         .collect();
     v.sort();
     v
@@ -51,21 +44,7 @@ fn mutate(r: &mut Rng, base: &[u8], other: &[u8]) -> Vec<u8> {
                 v.splice(at..at, other[from..from + n].iter().copied());
             }
             6 => {
-                const TOKENS: &[&[u8]] = &[
-                    b"\0\0\x01",
-                    b"\0\0\0\x01",
-                    b"\0\0\x03",
-                    b"\xff\xff\xff\xff",
-                    b"&_HLS_msn=",
-                    b"=",
-                    b"/",
-                    b"://",
-                    b"nan",
-                    b"\"",
-                    b"\n",
-                    b"18446744073709551616",
-                    b"-1",
-                ];
+                const TOKENS: &[&[u8]] = &[b"\0\0\x01", b"\0\0\0\x01", b"\0\0\x03", b"\xff\xff\xff\xff", b"&_HLS_msn=", b"=", b"/", b"://", b"nan", b"\"", b"\n", b"18446744073709551616", b"-1"];
                 let t = TOKENS[r.below(TOKENS.len() as u64) as usize];
                 v.splice(at..at, t.iter().copied());
             }
@@ -80,11 +59,7 @@ fn run_one(target: &str, f: fn(&[u8]), what: &str, input: &[u8]) {
     if let Err(e) = std::panic::catch_unwind(|| f(input)) {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fuzz-smoke");
         std::fs::create_dir_all(&dir).expect("mkdir");
-        let path = dir.join(format!(
-            "{target}-{:016x}",
-            Rng::new(input.len() as u64).next_u64()
-                ^ input.iter().map(|&b| u64::from(b)).sum::<u64>()
-        ));
+        let path = dir.join(format!("{target}-{:016x}", Rng::new(input.len() as u64).next_u64() ^ input.iter().map(|&b| u64::from(b)).sum::<u64>()));
         std::fs::write(&path, input).expect("write failing input");
         eprintln!("{target}: {what} failed; input saved to {}", path.display());
         std::panic::resume_unwind(e);
@@ -97,10 +72,7 @@ fn every_target_survives_its_corpus_and_mutations() {
     let mut total = 0;
     for &(target, f) in TARGETS {
         let seeds = dir_inputs(&root.join("seeds").join(target));
-        assert!(
-            !seeds.is_empty(),
-            "no seeds in fuzz/seeds/{target} (python3 fuzz/make_seeds.py writes them)"
-        );
+        assert!(!seeds.is_empty(), "no seeds in fuzz/seeds/{target} (python3 fuzz/make_seeds.py writes them)");
         let regressions = dir_inputs(&root.join("regressions").join(target));
         let mut inputs = seeds;
         inputs.extend(regressions);

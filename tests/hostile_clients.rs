@@ -17,13 +17,13 @@ mod util;
 
 use common::{client, get, media, rules, wait_for_msn, Hlsd};
 use std::net::Ipv4Addr;
+use util::{connect_from, metric, raise_nofile, serial, status_kib, wait_metric};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use util::{connect_from, metric, raise_nofile, serial, status_kib, wait_metric};
 
 /// A part counts as late when the viewer has its bytes more than this after the part's end.
 const MAX_LATENESS: Duration = Duration::from_millis(1000);
@@ -66,12 +66,7 @@ struct Arena {
 }
 
 async fn attacker(kind: Kind, src: Ipv4Addr, a: Arena, g: Arc<Group>, seed: u64) {
-    let Arena {
-        port,
-        seg,
-        mut stop,
-        kept,
-    } = a;
+    let Arena { port, seg, mut stop, kept } = a;
     // Start spread over 2 s, so the groups' timeouts do not all fire in the same instant.
     tokio::time::sleep(Duration::from_millis(seed * 7919 % 2000)).await;
     let mut round = 0u64;
@@ -170,24 +165,12 @@ async fn viewer(base: String, seg: Arc<Mutex<String>>, until: Instant) -> Viewed
     let mut pl = rules::MediaPlaylist::parse(&media(&c, &base, "").await);
     // Parts listed before the viewer came are not timed.
     let mut last: Option<u64> = pl.parts().last().and_then(|p| rules::part_number(&p.2.uri));
-    let mut v = Viewed {
-        parts: 0,
-        lateness_ms: Vec::new(),
-    };
+    let mut v = Viewed { parts: 0, lateness_ms: Vec::new() };
     while Instant::now() < until {
         let (m, n) = pl.next_part_position();
-        pl = rules::MediaPlaylist::parse(
-            &media(&c, &base, &format!("_HLS_msn={m}&_HLS_part={n}")).await,
-        );
-        let answered = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as f64;
-        assert!(
-            pl.has_part_or_later(m, n),
-            "_HLS_msn={m}&_HLS_part={n} answered without it:\n{}",
-            pl.text
-        );
+        pl = rules::MediaPlaylist::parse(&media(&c, &base, &format!("_HLS_msn={m}&_HLS_part={n}")).await);
+        let answered = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as f64;
+        assert!(pl.has_part_or_later(m, n), "_HLS_msn={m}&_HLS_part={n} answered without it:\n{}", pl.text);
         if let Some(u) = pl.complete().last().and_then(|s| s.uri.clone()) {
             *seg.lock().unwrap() = u;
         }
@@ -206,17 +189,10 @@ async fn viewer(base: String, seg: Arc<Mutex<String>>, until: Instant) -> Viewed
                 let r = get(&c, &common::resolve(&base, &p.uri)).await;
                 assert_eq!(r.status, 200, "part {}", p.uri);
                 assert!(!r.body.is_empty());
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis() as f64;
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as f64;
                 {
                     if now - end > 300.0 {
-                        eprintln!(
-                            "late part {num}: {:.0} ms (reload answered {:.0} ms after its end)",
-                            now - end,
-                            answered - end
-                        );
+                        eprintln!("late part {num}: {:.0} ms (reload answered {:.0} ms after its end)", now - end, answered - end);
                     }
                     v.lateness_ms.push((now - end).round() as i64);
                     v.parts += 1;
@@ -263,51 +239,23 @@ fn attack_leaves_viewer_and_memory_alone() {
 async fn attack_leaves() {
     raise_nofile(4096);
     let srv = Hlsd::start(&[
-        "--source",
-        "testsrc",
-        "--width",
-        "640",
-        "--height",
-        "360",
-        "--bitrate",
-        "2000000",
-        "--http-first-byte-timeout",
-        FIRST_BYTE,
-        "--http-timeout",
-        IDLE,
-        "--http-write-timeout",
-        WRITE,
-        "--max-connections",
-        "6000",
-        "--max-connections-per-ip",
-        "64",
+        "--source", "testsrc", "--width", "640", "--height", "360", "--bitrate", "2000000",
+        "--http-first-byte-timeout", FIRST_BYTE, "--http-timeout", IDLE, "--http-write-timeout", WRITE,
+        "--max-connections", "6000", "--max-connections-per-ip", "64",
     ]);
     let base = srv.base.clone();
     let c = client();
     let pl = wait_for_msn(&c, &base, 2).await;
     drop(c);
-    let seg = Arc::new(Mutex::new(
-        pl.complete().last().unwrap().uri.clone().unwrap(),
-    ));
+    let seg = Arc::new(Mutex::new(pl.complete().last().unwrap().uri.clone().unwrap()));
     // Baseline: only our own metrics request is open.
-    let (baseline, _) = wait_metric(
-        &base,
-        "hlsd_http_connections",
-        Duration::from_secs(10),
-        |v| v <= 1.0,
-    )
-    .await;
+    let (baseline, _) = wait_metric(&base, "hlsd_http_connections", Duration::from_secs(10), |v| v <= 1.0).await;
     let rss_before = status_kib(srv.pid(), "VmRSS:");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let kept = Arc::new(Mutex::new(Vec::new()));
     // (kind, count, first source address 127.0.X.1, addresses): ≤ 50 per address < 64.
-    let plan = [
-        (Kind::Idle, 2000, 1u8, 40u8),
-        (Kind::SlowLoris, 500, 2, 10),
-        (Kind::NonReader, 200, 3, 5),
-        (Kind::Garbage, 20, 4, 2),
-    ];
+    let plan = [(Kind::Idle, 2000, 1u8, 40u8), (Kind::SlowLoris, 500, 2, 10), (Kind::NonReader, 200, 3, 5), (Kind::Garbage, 20, 4, 2)];
     // Attackers on the internet do not share hlsd's CPU: here they run on their own runtime
     // whose threads have the lowest priority, the viewer and hlsd at the normal one.
     let attack_rt = tokio::runtime::Builder::new_multi_thread()
@@ -316,12 +264,7 @@ async fn attack_leaves() {
         .enable_all()
         .build()
         .unwrap();
-    let arena = Arena {
-        port: srv.port,
-        seg: seg.clone(),
-        stop: stop_rx.clone(),
-        kept: kept.clone(),
-    };
+    let arena = Arena { port: srv.port, seg: seg.clone(), stop: stop_rx.clone(), kept: kept.clone() };
     let mut groups = Vec::new();
     let mut tasks = Vec::new();
     for (kind, count, net, addrs) in plan {
@@ -342,25 +285,14 @@ async fn attack_leaves() {
         tokio::spawn(async move {
             while !*stop.borrow() {
                 peak.fetch_max(status_kib(pid, "VmRSS:"), Ordering::Relaxed);
-                opened.fetch_max(
-                    metric(&base2, "hlsd_http_connections").await as u64,
-                    Ordering::Relaxed,
-                );
+                opened.fetch_max(metric(&base2, "hlsd_http_connections").await as u64, Ordering::Relaxed);
                 tokio::select! { _ = tokio::time::sleep(Duration::from_millis(250)) => {}, _ = stop.changed() => {} }
             }
         })
     };
     // Let the attack ramp up, check it is really there, then watch while it goes on.
-    let (open, ramp) = wait_metric(
-        &base,
-        "hlsd_http_connections",
-        Duration::from_secs(15),
-        |v| v >= 2000.0,
-    )
-    .await;
-    let viewed = tokio::spawn(viewer(base.clone(), seg.clone(), started + ATTACK))
-        .await
-        .unwrap();
+    let (open, ramp) = wait_metric(&base, "hlsd_http_connections", Duration::from_secs(15), |v| v >= 2000.0).await;
+    let viewed = tokio::spawn(viewer(base.clone(), seg.clone(), started + ATTACK)).await.unwrap();
     let during_open = metric(&base, "hlsd_http_connections").await;
     let _ = stop_tx.send(true);
     for t in tasks {
@@ -368,16 +300,10 @@ async fn attack_leaves() {
     }
     sampler.await.unwrap();
     let attack_secs = started.elapsed().as_secs_f64();
-    let (hlsd_cpu, hlsd_sys) = (
-        cpu_secs(srv.pid()) - cpu_before,
-        sys_secs(srv.pid()) - sys_before,
-    );
+    let (hlsd_cpu, hlsd_sys) = (cpu_secs(srv.pid()) - cpu_before, sys_secs(srv.pid()) - sys_before);
 
     // Every slot comes back while the attackers still hold their sockets.
-    let (after, released) = wait_metric(&base, "hlsd_http_connections", RELEASE_DEADLINE, |v| {
-        v <= baseline
-    })
-    .await;
+    let (after, released) = wait_metric(&base, "hlsd_http_connections", RELEASE_DEADLINE, |v| v <= baseline).await;
     let rss_after = status_kib(srv.pid(), "VmRSS:");
     let hwm = status_kib(srv.pid(), "VmHWM:");
     let kept_sockets = kept.lock().unwrap().len();
@@ -386,19 +312,9 @@ async fn attack_leaves() {
     late.sort_unstable();
     let timeouts = |r: &'static str| {
         let base = base.clone();
-        async move {
-            metric(
-                &base,
-                &format!("hlsd_http_timeouts_total{{reason=\"{r}\"}}"),
-            )
-            .await
-        }
+        async move { metric(&base, &format!("hlsd_http_timeouts_total{{reason=\"{r}\"}}")).await }
     };
-    let (t_first, t_header, t_write) = (
-        timeouts("first_byte").await,
-        timeouts("header").await,
-        timeouts("write").await,
-    );
+    let (t_first, t_header, t_write) = (timeouts("first_byte").await, timeouts("header").await, timeouts("write").await);
     let names = ["idle", "slow-loris", "non-reader", "garbage"];
     for (g, name) in groups.iter().zip(names) {
         eprintln!(
@@ -424,34 +340,18 @@ async fn attack_leaves() {
         released.as_secs_f64(),
     );
     let expected_parts = (ATTACK.as_secs_f64() / 0.2 * 0.5) as u64;
-    assert!(
-        viewed.parts >= expected_parts,
-        "viewer got {} parts, expected at least {expected_parts}",
-        viewed.parts
-    );
+    assert!(viewed.parts >= expected_parts, "viewer got {} parts, expected at least {expected_parts}", viewed.parts);
     assert!(
         *late.last().unwrap() <= MAX_LATENESS.as_millis() as i64,
         "a part reached the viewer {} ms after its end (bound {MAX_LATENESS:?})",
         late.last().unwrap()
     );
-    assert!(
-        hwm < MAX_RSS_KIB,
-        "hlsd VmHWM {hwm} KiB >= {MAX_RSS_KIB} KiB"
-    );
-    assert!(
-        t_first > 0.0 && t_header > 0.0 && t_write > 0.0,
-        "every kind of timeout fired"
-    );
+    assert!(hwm < MAX_RSS_KIB, "hlsd VmHWM {hwm} KiB >= {MAX_RSS_KIB} KiB");
+    assert!(t_first > 0.0 && t_header > 0.0 && t_write > 0.0, "every kind of timeout fired");
     for (g, name) in groups.iter().zip(names) {
-        assert!(
-            g.closed_by_server.load(Ordering::Relaxed) > 0,
-            "hlsd never closed a {name} client"
-        );
+        assert!(g.closed_by_server.load(Ordering::Relaxed) > 0, "hlsd never closed a {name} client");
     }
-    assert!(
-        kept_sockets > 0,
-        "attackers kept sockets open for the release check"
-    );
+    assert!(kept_sockets > 0, "attackers kept sockets open for the release check");
     drop(kept);
     attack_rt.shutdown_background();
     srv.assert_no_panic();

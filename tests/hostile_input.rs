@@ -24,27 +24,19 @@ const RSS_BOUND_KIB: u64 = 96 * 1024;
 /// A field of /proc/PID/status in KiB (VmHWM: peak resident set size).
 fn proc_status_kib(pid: u32, key: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("hlsd is running");
-    let line = s
-        .lines()
-        .find(|l| l.starts_with(key))
-        .unwrap_or_else(|| panic!("no {key} in status"));
+    let line = s.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in status"));
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 fn assert_rss_bounded(srv: &Hlsd, case: &str) -> u64 {
     let hwm = proc_status_kib(srv.pid(), "VmHWM:");
     eprintln!("{case}: hlsd VmHWM {} KiB", hwm);
-    assert!(
-        hwm < RSS_BOUND_KIB,
-        "{case}: peak RSS {hwm} KiB over the bound {RSS_BOUND_KIB} KiB"
-    );
+    assert!(hwm < RSS_BOUND_KIB, "{case}: peak RSS {hwm} KiB over the bound {RSS_BOUND_KIB} KiB");
     hwm
 }
 
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("hlsd is running")
-        .count()
+    std::fs::read_dir(format!("/proc/{pid}/fd")).expect("hlsd is running").count()
 }
 
 /// Sum of the samples of a metric whose line starts with `prefix` (name and labels).
@@ -105,22 +97,10 @@ async fn stdin_300_mb_without_a_start_code() {
     // 60 + 60 pictures less the one the garbage was appended to.
     assert_eq!(groups[0].1, 119, "{}", pl.text);
     assert_eq!(groups[0].0.frames, 119);
-    let dropped = metric(
-        &c,
-        &srv,
-        "hlsd_input_discarded_bytes_total{reason=\"nal_too_large\"}",
-    )
-    .await;
-    assert!(
-        dropped >= 299.0 * 1048576.0,
-        "discarded bytes counted: {dropped}"
-    );
+    let dropped = metric(&c, &srv, "hlsd_input_discarded_bytes_total{reason=\"nal_too_large\"}").await;
+    assert!(dropped >= 299.0 * 1048576.0, "discarded bytes counted: {dropped}");
     let err = srv.stderr();
-    assert_eq!(
-        err.matches("larger than 16777216 bytes dropped").count(),
-        1,
-        "logged once:\n{err}"
-    );
+    assert_eq!(err.matches("larger than 16777216 bytes dropped").count(), 1, "logged once:\n{err}");
     assert_rss_bounded(&srv, "300 MB without a start code");
     srv.assert_no_panic();
 }
@@ -138,10 +118,7 @@ fn stdin_without_any_start_code_fails_with_bounded_memory() {
                 break; // hlsd exited: EPIPE
             }
             if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                let kib = s
-                    .lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
+                let kib = s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
                 peak = peak.max(kib.unwrap_or(0));
             }
         }
@@ -179,12 +156,7 @@ async fn a_50_mb_nal_in_a_file_is_dropped_and_later_frames_are_served() {
     let groups = probe_playlist(&c, &srv.base, &pl, dir.path()).await;
     assert_eq!(groups.len(), 1);
     assert_eq!((groups[0].1, groups[0].0.frames), (120, 120), "{}", pl.text);
-    let dropped = metric(
-        &c,
-        &srv,
-        "hlsd_input_discarded_bytes_total{reason=\"nal_too_large\"}",
-    )
-    .await;
+    let dropped = metric(&c, &srv, "hlsd_input_discarded_bytes_total{reason=\"nal_too_large\"}").await;
     assert!(dropped >= 50.0 * 1048576.0 - 65536.0, "{dropped}");
     assert_rss_bounded(&srv, "50 MB NAL in a file");
     srv.assert_no_panic();
@@ -200,20 +172,9 @@ async fn a_stream_whose_only_idr_is_the_first_frame() {
         dir.path(),
         "one-idr.h264",
         25.0,
-        &[
-            "-g",
-            "100000",
-            "-keyint_min",
-            "100000",
-            "-x264-params",
-            "keyint=100000:min-keyint=100000:scenecut=0",
-        ],
+        &["-g", "100000", "-keyint_min", "100000", "-x264-params", "keyint=100000:min-keyint=100000:scenecut=0"],
     );
-    assert_eq!(
-        nal_types(&only).iter().filter(|&&t| t == 5).count(),
-        1,
-        "the generated stream has one IDR"
-    );
+    assert_eq!(nal_types(&only).iter().filter(|&&t| t == 5).count(), 1, "the generated stream has one IDR");
     let f = dir.path().join("one-idr.h264");
     let srv = Hlsd::start(&["--source", &format!("file:{}", f.display()), "--no-pace"]);
     let c = client();
@@ -223,25 +184,13 @@ async fn a_stream_whose_only_idr_is_the_first_frame() {
     assert_eq!(segs.len(), 1, "{}", pl.text);
     assert!((segs[0].extinf.unwrap() - 10.0).abs() < 1e-3, "{}", pl.text);
     assert_eq!(pl.target, Some(10));
-    assert!(
-        pl.text.contains("# hlsd: no IDR") && pl.text.contains("--intra"),
-        "the playlist says why: {}",
-        pl.text
-    );
+    assert!(pl.text.contains("# hlsd: no IDR") && pl.text.contains("--intra"), "the playlist says why: {}", pl.text);
     let groups = probe_playlist(&c, &srv.base, &pl, dir.path()).await;
     assert_eq!((groups[0].1, groups[0].0.frames), (300, 300));
-    let dropped = metric(
-        &c,
-        &srv,
-        "hlsd_frames_dropped_total{reason=\"idr_overdue\"}",
-    )
-    .await;
+    let dropped = metric(&c, &srv, "hlsd_frames_dropped_total{reason=\"idr_overdue\"}").await;
     assert_eq!(dropped, 450.0, "25 s at 30 fps less the 10 s served");
     let err = srv.stderr();
-    assert!(
-        err.contains("no IDR (keyframe) from the encoder") && err.contains("--intra"),
-        "{err}"
-    );
+    assert!(err.contains("no IDR (keyframe) from the encoder") && err.contains("--intra"), "{err}");
     assert_rss_bounded(&srv, "one IDR only");
     srv.assert_no_panic();
 }
@@ -256,14 +205,7 @@ async fn a_stream_without_any_idr_answers_503_naming_the_fix() {
         dir.path(),
         "one-idr.h264",
         20.0,
-        &[
-            "-g",
-            "100000",
-            "-keyint_min",
-            "100000",
-            "-x264-params",
-            "keyint=100000:min-keyint=100000:scenecut=0",
-        ],
+        &["-g", "100000", "-keyint_min", "100000", "-x264-params", "keyint=100000:min-keyint=100000:scenecut=0"],
     );
     let no_idr: Vec<u8> = nal_units(&only)
         .into_iter()
@@ -290,19 +232,9 @@ async fn a_stream_without_any_idr_answers_503_naming_the_fix() {
         assert!(text.contains("not started yet"), "{text}");
         assert!(Instant::now() < deadline, "no 'no IDR' 503 body after 30 s");
     };
-    assert!(
-        started.elapsed() >= Duration::from_secs(10),
-        "reported only after the 10 s grace"
-    );
-    assert!(
-        body.contains("rpicam-vid --intra") && body.contains("ffmpeg -g"),
-        "{body}"
-    );
-    assert!(
-        srv.wait_stderr("no IDR (keyframe) to start from", Duration::from_secs(5)),
-        "{}",
-        srv.stderr()
-    );
+    assert!(started.elapsed() >= Duration::from_secs(10), "reported only after the 10 s grace");
+    assert!(body.contains("rpicam-vid --intra") && body.contains("ffmpeg -g"), "{body}");
+    assert!(srv.wait_stderr("no IDR (keyframe) to start from", Duration::from_secs(5)), "{}", srv.stderr());
     assert_rss_bounded(&srv, "no IDR at all");
     srv.assert_no_panic();
 }
@@ -328,16 +260,9 @@ async fn an_exec_source_that_exits_at_once_backs_off_without_leaks() {
     let fds5 = open_fds(pid);
     assert_eq!(fds5, fds2, "descriptors leak across restarts");
     // Backoff: attempts 1..5 start at 0, 0.5, 1.5, 3.5 and 7.5 s.
-    assert!(
-        took >= Duration::from_secs(7),
-        "restarts too fast: 5 in {took:?}"
-    );
+    assert!(took >= Duration::from_secs(7), "restarts too fast: 5 in {took:?}");
     let err = srv.stderr();
-    assert!(
-        err.lines().count() < 60,
-        "log volume {} lines for 5 attempts:\n{err}",
-        err.lines().count()
-    );
+    assert!(err.lines().count() < 60, "log volume {} lines for 5 attempts:\n{err}", err.lines().count());
     // No zombie children.
     let zombies = std::fs::read_dir("/proc")
         .unwrap()
@@ -362,10 +287,7 @@ async fn an_exec_source_that_exits_at_once_backs_off_without_leaks() {
 /// at the next segment, which therefore carries EXT-X-DISCONTINUITY.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_stdin_resumes_without_restart() {
-    let silence: u64 = std::env::var("HLSD_SILENCE_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(12);
+    let silence: u64 = std::env::var("HLSD_SILENCE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
     let dir = tempfile::tempdir().unwrap();
     let a = small_stream(dir.path(), "a.h264", 2.0, &[]);
     let data = [a.clone(), a].concat();
@@ -373,9 +295,7 @@ async fn a_silent_stdin_resumes_without_restart() {
     let gap = Duration::from_secs(silence);
     let feed = feed_scheduled(
         data,
-        move |i| {
-            Duration::from_secs_f64(i as f64 / 30.0) + if i >= 60 { gap } else { Duration::ZERO }
-        },
+        move |i| Duration::from_secs_f64(i as f64 / 30.0) + if i >= 60 { gap } else { Duration::ZERO },
         stdin,
     );
     let c = client();
@@ -386,11 +306,7 @@ async fn a_silent_stdin_resumes_without_restart() {
     let next = during.last_complete_msn().unwrap() + 2;
     let held = get(&c, &srv.url(&format!("/media.m3u8?_HLS_msn={next}"))).await;
     assert_eq!(held.status, 503, "{}", held.text());
-    assert!(
-        held.text().contains("did not arrive in time"),
-        "{}",
-        held.text()
-    );
+    assert!(held.text().contains("did not arrive in time"), "{}", held.text());
     assert_eq!(get(&c, &srv.url("/healthz")).await.status, 200);
     let pl = endlist_through_503(&c, &srv, Duration::from_secs(silence + 30)).await;
     assert_eq!(feed.join().unwrap(), 120);
@@ -400,14 +316,8 @@ async fn a_silent_stdin_resumes_without_restart() {
     let segs: Vec<_> = pl.complete().collect();
     let disc: Vec<usize> = (0..segs.len()).filter(|&i| segs[i].discontinuity).collect();
     assert_eq!(disc, vec![2], "{}", pl.text);
-    let jump = segs[2].pdt_ms.unwrap()
-        - segs[1].pdt_ms.unwrap()
-        - (segs[1].extinf.unwrap() * 1000.0).round() as i64;
-    assert!(
-        jump >= (silence as i64 - 1) * 1000,
-        "PDT jumps by the silence: {jump} ms\n{}",
-        pl.text
-    );
+    let jump = segs[2].pdt_ms.unwrap() - segs[1].pdt_ms.unwrap() - (segs[1].extinf.unwrap() * 1000.0).round() as i64;
+    assert!(jump >= (silence as i64 - 1) * 1000, "PDT jumps by the silence: {jump} ms\n{}", pl.text);
     check_continuity(&c, &srv, &pl, false).await;
     let groups = probe_playlist(&c, &srv.base, &pl, dir.path()).await;
     assert_eq!(groups[0].1, 120);
@@ -426,14 +336,7 @@ async fn a_silent_exec_is_restarted_after_the_stall_timeout() {
     let f = dir.path().join("a.h264");
     let cmd = format!("exec:cat {}; exec sleep 600", f.display());
     let srv = Hlsd::start(&["--source", &cmd, "--stall-timeout", "2"]);
-    assert!(
-        srv.wait_stderr(
-            "no data received in time; restarting",
-            Duration::from_secs(20)
-        ),
-        "{}",
-        srv.stderr()
-    );
+    assert!(srv.wait_stderr("no data received in time; restarting", Duration::from_secs(20)), "{}", srv.stderr());
     let c = client();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -441,11 +344,7 @@ async fn a_silent_exec_is_restarted_after_the_stall_timeout() {
         if pl.complete().any(|s| s.discontinuity) {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no discontinuity after the restart:\n{}",
-            pl.text
-        );
+        assert!(Instant::now() < deadline, "no discontinuity after the restart:\n{}", pl.text);
         let next = pl.last_complete_msn().map(|m| m + 1).unwrap_or(0);
         let _ = get(&c, &srv.url(&format!("/media.m3u8?_HLS_msn={next}"))).await;
     }
@@ -476,11 +375,7 @@ async fn bursty_stdin_keeps_a_valid_timeline() {
     check_continuity(&c, &srv, &pl, false).await;
     // The 1.5 s pause is longer than the segment target: dropped from media time, so PDT jumps
     // at the next segment, which says so with EXT-X-DISCONTINUITY.
-    let disc: Vec<u64> = pl
-        .complete()
-        .filter(|s| s.discontinuity)
-        .map(|s| s.msn)
-        .collect();
+    let disc: Vec<u64> = pl.complete().filter(|s| s.discontinuity).map(|s| s.msn).collect();
     assert_eq!(disc.len(), 1, "{}", pl.text);
     let groups = probe_playlist(&c, &srv.base, &pl, dir.path()).await;
     assert_eq!(groups.iter().map(|g| g.1).sum::<u64>(), 90);
@@ -505,11 +400,7 @@ async fn a_looped_file_keeps_pdt_and_tfdt_continuous() {
 
 /// Follows the playlist with blocking reloads to EXT-X-ENDLIST, taking the 503s of a silent
 /// source in its stride (bounded by `limit`).
-async fn endlist_through_503(
-    c: &reqwest::Client,
-    srv: &Hlsd,
-    limit: Duration,
-) -> common::rules::MediaPlaylist {
+async fn endlist_through_503(c: &reqwest::Client, srv: &Hlsd, limit: Duration) -> common::rules::MediaPlaylist {
     let deadline = Instant::now() + limit;
     let mut next = 0;
     loop {
@@ -528,12 +419,7 @@ async fn endlist_through_503(
 
 /// tfdt of each complete segment equals the previous one's tfdt plus its samples; PDT is
 /// non-decreasing, and with `exact_pdt` advances by EXTINF (to the millisecond).
-async fn check_continuity(
-    c: &reqwest::Client,
-    srv: &Hlsd,
-    pl: &common::rules::MediaPlaylist,
-    exact_pdt: bool,
-) {
+async fn check_continuity(c: &reqwest::Client, srv: &Hlsd, pl: &common::rules::MediaPlaylist, exact_pdt: bool) {
     let segs: Vec<_> = pl.complete().collect();
     assert!(segs.len() >= 3, "{}", pl.text);
     let mut prev: Option<(u64, u64, i64, f64)> = None;
@@ -543,21 +429,10 @@ async fn check_continuity(
         let fr = fmp4_fragments(&body.body);
         let (tfdt, pdt) = (fr.tfdt[0], s.pdt_ms.unwrap());
         if let Some((ptfdt, pticks, ppdt, pinf)) = prev {
-            assert_eq!(
-                tfdt,
-                ptfdt + pticks,
-                "tfdt continuity at msn {}\n{}",
-                s.msn,
-                pl.text
-            );
+            assert_eq!(tfdt, ptfdt + pticks, "tfdt continuity at msn {}\n{}", s.msn, pl.text);
             assert!(pdt >= ppdt, "PDT goes back at msn {}", s.msn);
             if exact_pdt {
-                assert!(
-                    (pdt - ppdt - (pinf * 1000.0).round() as i64).abs() <= 1,
-                    "PDT step at msn {}\n{}",
-                    s.msn,
-                    pl.text
-                );
+                assert!((pdt - ppdt - (pinf * 1000.0).round() as i64).abs() <= 1, "PDT step at msn {}\n{}", s.msn, pl.text);
             }
         }
         prev = Some((tfdt, fr.ticks, pdt, s.extinf.unwrap()));

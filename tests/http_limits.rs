@@ -23,18 +23,8 @@ fn per_ip_and_global_limits_reject_and_count() {
 async fn per_ip() {
     raise_nofile(1000);
     let srv = Hlsd::start(&[
-        "--source",
-        "testsrc",
-        "--width",
-        "320",
-        "--height",
-        "180",
-        "--http-first-byte-timeout",
-        "60",
-        "--max-connections",
-        "60",
-        "--max-connections-per-ip",
-        "10",
+        "--source", "testsrc", "--width", "320", "--height", "180",
+        "--http-first-byte-timeout", "60", "--max-connections", "60", "--max-connections-per-ip", "10",
     ]);
     let base = srv.base.clone();
     assert_eq!(metric(&base, "hlsd_http_max_connections").await, 60.0);
@@ -47,10 +37,7 @@ async fn per_ip() {
                 let mut b = [0u8; 16];
                 let r = tokio::time::timeout(Duration::from_millis(300), s.read(&mut b)).await;
                 if let Ok(r) = &r {
-                    assert!(
-                        matches!(r, Ok(0) | Err(_)),
-                        "hlsd sent bytes to a silent client: {r:?}"
-                    );
+                    assert!(matches!(r, Ok(0) | Err(_)), "hlsd sent bytes to a silent client: {r:?}");
                 }
                 (s, r.is_ok())
             });
@@ -68,63 +55,25 @@ async fn per_ip() {
     for _ in 0..15 {
         one_host.push(connect_from(host, srv.port, None).await.unwrap());
     }
-    assert_eq!(
-        closed_count(&mut one_host).await,
-        5,
-        "5 of 15 over the per-IP limit of 10"
-    );
-    wait_metric(
-        &base,
-        "hlsd_http_rejected_connections_total{reason=\"per_ip\"}",
-        Duration::from_secs(5),
-        |v| v == 5.0,
-    )
-    .await;
+    assert_eq!(closed_count(&mut one_host).await, 5, "5 of 15 over the per-IP limit of 10");
+    wait_metric(&base, "hlsd_http_rejected_connections_total{reason=\"per_ip\"}", Duration::from_secs(5), |v| v == 5.0).await;
     // A trusted proxy address (127.0.0.1, the default) is exempt.
     let mut proxy = Vec::new();
     for _ in 0..20 {
-        proxy.push(
-            connect_from(Ipv4Addr::LOCALHOST, srv.port, None)
-                .await
-                .unwrap(),
-        );
+        proxy.push(connect_from(Ipv4Addr::LOCALHOST, srv.port, None).await.unwrap());
     }
-    assert_eq!(
-        closed_count(&mut proxy).await,
-        0,
-        "trusted proxy connections are not limited per IP"
-    );
+    assert_eq!(closed_count(&mut proxy).await, 0, "trusted proxy connections are not limited per IP");
     // 30 open; 40 more from 8 hosts (5 each) exceed the global limit of 60.
     let mut many = Vec::new();
     for i in 0..40u8 {
-        many.push(
-            connect_from(Ipv4Addr::new(127, 0, 10, 1 + i % 8), srv.port, None)
-                .await
-                .unwrap(),
-        );
+        many.push(connect_from(Ipv4Addr::new(127, 0, 10, 1 + i % 8), srv.port, None).await.unwrap());
     }
     let rejected = closed_count(&mut many).await;
-    assert!(
-        (10..=12).contains(&rejected),
-        "{rejected} of 40 rejected at the global limit (30 + 40 > 60)"
-    );
+    assert!((10..=12).contains(&rejected), "{rejected} of 40 rejected at the global limit (30 + 40 > 60)");
     drop(proxy);
-    let (v, _) = wait_metric(
-        &base,
-        "hlsd_http_rejected_connections_total{reason=\"max_connections\"}",
-        Duration::from_secs(5),
-        |v| v >= 10.0,
-    )
-    .await;
+    let (v, _) = wait_metric(&base, "hlsd_http_rejected_connections_total{reason=\"max_connections\"}", Duration::from_secs(5), |v| v >= 10.0).await;
     assert_eq!(v, rejected as f64);
-    assert_eq!(
-        metric(
-            &base,
-            "hlsd_http_rejected_connections_total{reason=\"per_ip\"}"
-        )
-        .await,
-        5.0
-    );
+    assert_eq!(metric(&base, "hlsd_http_rejected_connections_total{reason=\"per_ip\"}").await, 5.0);
     srv.assert_no_panic();
 }
 
@@ -134,16 +83,7 @@ fn held_request_cap_answers_503() {
 }
 
 async fn held_request() {
-    let srv = Hlsd::start(&[
-        "--source",
-        "testsrc",
-        "--width",
-        "320",
-        "--height",
-        "180",
-        "--max-held-requests",
-        "4",
-    ]);
+    let srv = Hlsd::start(&["--source", "testsrc", "--width", "320", "--height", "180", "--max-held-requests", "4"]);
     let base = srv.base.clone();
     let c = client();
     let pl = wait_for_msn(&c, &base, 1).await;
@@ -155,23 +95,14 @@ async fn held_request() {
             tokio::spawn(async move { get(&c, &url).await })
         })
         .collect();
-    wait_metric(
-        &base,
-        "hlsd_http_blocked_requests",
-        Duration::from_secs(5),
-        |v| v == 4.0,
-    )
-    .await;
+    wait_metric(&base, "hlsd_http_blocked_requests", Duration::from_secs(5), |v| v == 4.0).await;
     let r = get(&c, &url).await;
     assert_eq!(r.status, 503, "{:?}", r.text());
     assert_eq!(r.header("retry-after").as_deref(), Some("1"));
     assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
     let hint = pl.part_hint().expect("preload hint");
     let r = get(&c, &common::resolve(&base, &hint)).await;
-    assert!(
-        r.status == 503 || r.status == 200,
-        "a hinted part is held (503 while full) or already there"
-    );
+    assert!(r.status == 503 || r.status == 200, "a hinted part is held (503 while full) or already there");
     assert!(metric(&base, "hlsd_http_held_rejected_total").await >= 1.0);
     for h in held {
         assert_eq!(h.await.unwrap().status, 200);
@@ -179,12 +110,7 @@ async fn held_request() {
     // Slots are free again: a held request is accepted.
     let pl = rules::MediaPlaylist::parse(&media(&c, &base, "").await);
     let next = pl.last_complete_msn().unwrap() + 1;
-    assert_eq!(
-        get(&c, &format!("{base}/media.m3u8?_HLS_msn={next}"))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(get(&c, &format!("{base}/media.m3u8?_HLS_msn={next}")).await.status, 200);
     srv.assert_no_panic();
 }
 
@@ -196,9 +122,7 @@ fn malformed_requests_get_exact_status() {
 async fn malformed_requests() {
     let srv = Hlsd::start(&["--source", "testsrc", "--width", "320", "--height", "180"]);
     wait_for_msn(&client(), &srv.base, 1).await;
-    let get_req = |target: &str| {
-        format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes()
-    };
+    let get_req = |target: &str| format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes();
     let long_uri = format!("/media.m3u8?x={}", "a".repeat(10_000));
     let cases: Vec<(String, u16)> = vec![
         ("/media.m3u8?_HLS_msn=abc".into(), 400),
@@ -225,62 +149,20 @@ async fn malformed_requests() {
         let shown: String = target.chars().take(60).collect();
         assert_eq!(got, *want, "GET {shown}: {head}");
         if got >= 400 {
-            assert!(
-                head.to_ascii_lowercase()
-                    .contains("cache-control: no-store"),
-                "GET {shown}: {head}"
-            );
+            assert!(head.to_ascii_lowercase().contains("cache-control: no-store"), "GET {shown}: {head}");
         }
     }
-    let big = |n: usize| {
-        format!(
-            "GET /media.m3u8 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-            "a".repeat(n)
-        )
-        .into_bytes()
-    };
-    assert_eq!(
-        raw(srv.port, &big(20_000)).await.0,
-        431,
-        "20 KB header (hlsd's limit)"
-    );
-    assert_eq!(
-        raw(srv.port, &big(100_000)).await.0,
-        431,
-        "100 KB header (hyper's buffer)"
-    );
+    let big = |n: usize| format!("GET /media.m3u8 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(n)).into_bytes();
+    assert_eq!(raw(srv.port, &big(20_000)).await.0, 431, "20 KB header (hlsd's limit)");
+    assert_eq!(raw(srv.port, &big(100_000)).await.0, 431, "100 KB header (hyper's buffer)");
     let many: String = (0..120).map(|i| format!("X-H{i}: v\r\n")).collect();
-    assert_eq!(
-        raw(
-            srv.port,
-            format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes()
-        )
-        .await
-        .0,
-        431,
-        "120 headers"
-    );
+    assert_eq!(raw(srv.port, format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes()).await.0, 431, "120 headers");
     for m in ["POST", "PUT", "DELETE", "PATCH", "TRACE", "FOO"] {
-        let (got, head) = raw(
-            srv.port,
-            format!("{m} /media.m3u8 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").as_bytes(),
-        )
-        .await;
+        let (got, head) = raw(srv.port, format!("{m} /media.m3u8 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
         assert_eq!(got, 405, "{m}: {head}");
-        assert!(
-            head.to_ascii_lowercase()
-                .contains("allow: get, head, options"),
-            "{m}: {head}"
-        );
+        assert!(head.to_ascii_lowercase().contains("allow: get, head, options"), "{m}: {head}");
     }
-    assert!(
-        metric(
-            &srv.base,
-            "hlsd_http_requests_total{route=\"invalid\",status=\"400\"}"
-        )
-        .await
-            >= 5.0
-    );
+    assert!(metric(&srv.base, "hlsd_http_requests_total{route=\"invalid\",status=\"400\"}").await >= 5.0);
     srv.assert_no_panic();
 }
 
@@ -292,46 +174,21 @@ fn tls_handshake_and_http2_idle_time_out() {
 async fn tls_and_h2() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed_cert(dir.path(), "localhost");
-    let limits = [
-        "--http-first-byte-timeout",
-        "1",
-        "--http-timeout",
-        "2",
-        "--width",
-        "320",
-        "--height",
-        "180",
-    ];
-    let tls = Hlsd::start(
-        &[
-            &limits[..],
-            &[
-                "--tls-cert",
-                cert.to_str().unwrap(),
-                "--tls-key",
-                key.to_str().unwrap(),
-            ],
-        ]
-        .concat(),
-    );
+    let limits = ["--http-first-byte-timeout", "1", "--http-timeout", "2", "--width", "320", "--height", "180"];
+    let tls = Hlsd::start(&[&limits[..], &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]].concat());
     // Closed within (timeout, timeout + 3 s): silent socket, and a TLS record header without the rest.
     async fn closed_after(port: u16, send: &[u8]) -> Duration {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         s.write_all(send).await.unwrap();
         let start = Instant::now();
         let mut b = [0u8; 64];
-        let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b))
-            .await
-            .expect("hlsd closes the socket");
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await.expect("hlsd closes the socket");
         assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
         start.elapsed()
     }
     for send in [&b""[..], &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01][..]] {
         let took = closed_after(tls.port, send).await;
-        assert!(
-            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
-            "{send:?}: closed after {took:?}"
-        );
+        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "{send:?}: closed after {took:?}");
     }
     let out = std::process::Command::new("curl")
         .args(["-sS", "--max-time", "10", "--cacert"])
@@ -343,10 +200,7 @@ async fn tls_and_h2() {
     let text = String::from_utf8_lossy(&out.stdout);
     for reason in ["first_byte", "tls_handshake"] {
         let line = format!("hlsd_http_timeouts_total{{reason=\"{reason}\"}} 1\n");
-        assert!(
-            text.contains(&line),
-            "no {line:?} in HTTPS /metrics: {text}"
-        );
+        assert!(text.contains(&line), "no {line:?} in HTTPS /metrics: {text}");
     }
     drop(tls);
 
@@ -357,38 +211,16 @@ async fn tls_and_h2() {
     let r = get(&h2, &srv.url("/media.m3u8")).await;
     assert_eq!((r.status, r.version), (200, reqwest::Version::HTTP_2));
     let big = "a".repeat(20_000);
-    let r = h2
-        .get(srv.url("/media.m3u8"))
-        .header("x-big", &big)
-        .send()
-        .await
-        .unwrap();
+    let r = h2.get(srv.url("/media.m3u8")).header("x-big", &big).send().await.unwrap();
     assert_eq!(r.status(), 431);
     let huge = "a".repeat(100_000);
-    match h2
-        .get(srv.url("/media.m3u8"))
-        .header("x-big", &huge)
-        .send()
-        .await
-    {
+    match h2.get(srv.url("/media.m3u8")).header("x-big", &huge).send().await {
         Ok(r) => assert_eq!(r.status(), 431, "header list beyond the HTTP/2 limit"),
         Err(e) => eprintln!("100 KB header list refused by h2: {e}"),
     }
-    let (_, took) = wait_metric(
-        &srv.base,
-        "hlsd_http_timeouts_total{reason=\"idle\"}",
-        Duration::from_secs(10),
-        |v| v >= 1.0,
-    )
-    .await;
+    let (_, took) = wait_metric(&srv.base, "hlsd_http_timeouts_total{reason=\"idle\"}", Duration::from_secs(10), |v| v >= 1.0).await;
     eprintln!("idle HTTP/2 connection closed; seen {took:?} after the last request");
-    wait_metric(
-        &srv.base,
-        "hlsd_http_connections",
-        Duration::from_secs(5),
-        |v| v <= 1.0,
-    )
-    .await;
+    wait_metric(&srv.base, "hlsd_http_connections", Duration::from_secs(5), |v| v <= 1.0).await;
     let r = get(&h2, &srv.url("/media.m3u8")).await;
     assert_eq!(r.status, 200, "the client reconnects after an idle close");
     srv.assert_no_panic();

@@ -501,10 +501,7 @@ async fn http_checks(c: &reqwest::Client, base: &str, tr: &Tracker) {
     );
     // Preflight only for served paths: anything else is 404 whatever the method.
     let r = c
-        .request(
-            reqwest::Method::OPTIONS,
-            format!("{base}/no-such-thing.txt"),
-        )
+        .request(reqwest::Method::OPTIONS, format!("{base}/no-such-thing.txt"))
         .header("origin", "http://example.com")
         .header("access-control-request-method", "GET")
         .send()

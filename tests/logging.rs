@@ -16,16 +16,10 @@ fn log_to_a_pipe_is_plain_text() {
         srv.stderr()
     );
     srv.terminate();
-    assert!(
-        srv.wait_exit(Duration::from_secs(20)).is_some(),
-        "hlsd did not exit on SIGTERM"
-    );
+    assert!(srv.wait_exit(Duration::from_secs(20)).is_some(), "hlsd did not exit on SIGTERM");
     let log = srv.stderr();
     // Not vacuous: the levels and messages are there, only the escapes must not be.
-    assert!(
-        log.contains(" INFO ") && log.contains("test source started"),
-        "{log}"
-    );
+    assert!(log.contains(" INFO ") && log.contains("test source started"), "{log}");
     assert!(!log.contains("\x1b["), "ANSI escapes on a pipe:\n{log:?}");
     let raw: Vec<&str> = log.lines().filter(|l| l.contains("[OpenH264]")).collect();
     assert!(raw.is_empty(), "OpenH264 wrote to stderr itself: {raw:?}");

@@ -207,11 +207,7 @@ fn init_segment_box_order_is_iso_14496_12_for_independent_parsers() {
         .args(["-v", "trace", "-show_streams", init.to_str().unwrap()])
         .output()
         .expect("ffprobe is installed");
-    assert!(
-        trace.status.success(),
-        "{}",
-        String::from_utf8_lossy(&trace.stderr)
-    );
+    assert!(trace.status.success(), "{}", String::from_utf8_lossy(&trace.stderr));
     let log = String::from_utf8_lossy(&trace.stderr);
     let children = |parent: &str| -> Vec<String> {
         let key = format!("parent:'{parent}'");
@@ -226,10 +222,7 @@ fn init_segment_box_order_is_iso_14496_12_for_independent_parsers() {
     assert_eq!(children("mdia"), ["mdhd", "hdlr", "minf"]);
     assert_eq!(children("minf"), ["vmhd", "dinf", "stbl"]);
     let streams = String::from_utf8_lossy(&trace.stdout);
-    assert!(
-        streams.contains("codec_name=h264") && streams.contains("width=1280"),
-        "{streams}"
-    );
+    assert!(streams.contains("codec_name=h264") && streams.contains("width=1280"), "{streams}");
     // mp4-atom, strict (an unexpected or misplaced child is an error), decodes both boxes.
     use mp4_atom::{Any, Decode};
     let data = std::fs::read(&init).unwrap();

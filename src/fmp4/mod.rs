@@ -10,9 +10,8 @@
 use crate::media::{TrackInfo, TIMESCALE};
 use bytes::{BufMut, Bytes, BytesMut};
 use mp4_atom::{
-    Avc1, Avcc, Dinf, Dref, Encode, Ftyp, Hdlr, Matrix, Mdhd, Mfhd, Moof, Mvex, Mvhd, Stbl, Stco,
-    Stsc, Stsd, Stsz, Stts, Tfdt, Tfhd, Tkhd, Traf, Trex, Trun, TrunEntry, TrunSamples, Url,
-    Visual, Vmhd,
+    Avc1, Avcc, Dinf, Dref, Encode, Ftyp, Hdlr, Matrix, Mdhd, Mfhd, Moof, Mvex,
+    Mvhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts, Tfdt, Tfhd, Tkhd, Traf, Trex, Trun, TrunEntry, TrunSamples, Url, Visual, Vmhd,
 };
 
 /// The one track's id.
@@ -48,12 +47,7 @@ pub fn init_segment(info: &TrackInfo) -> Result<Bytes, MuxError> {
     let ftyp = Ftyp {
         major_brand: b"iso6".into(),
         minor_version: 0,
-        compatible_brands: vec![
-            b"iso6".into(),
-            b"cmfc".into(),
-            b"mp41".into(),
-            b"avc1".into(),
-        ],
+        compatible_brands: vec![b"iso6".into(), b"cmfc".into(), b"mp41".into(), b"avc1".into()],
     };
     let avcc = Avcc::new(&info.sps, &info.pps).map_err(enc)?;
     let avc1 = Avc1 {
@@ -87,24 +81,11 @@ pub fn init_segment(info: &TrackInfo) -> Result<Bytes, MuxError> {
         height: (info.height as u16).into(),
         ..Default::default()
     };
-    let mdhd = Mdhd {
-        timescale: TIMESCALE,
-        language: "und".into(),
-        ..Default::default()
-    };
-    let hdlr = Hdlr {
-        handler: b"vide".into(),
-        name: "hlsd video".into(),
-    };
-    let dinf = Dinf {
-        dref: Dref {
-            entries: vec![Url::default().into()],
-        },
-    };
+    let mdhd = Mdhd { timescale: TIMESCALE, language: "und".into(), ..Default::default() };
+    let hdlr = Hdlr { handler: b"vide".into(), name: "hlsd video".into() };
+    let dinf = Dinf { dref: Dref { entries: vec![Url::default().into()] } };
     let stbl = Stbl {
-        stsd: Stsd {
-            codecs: vec![avc1.into()],
-        },
+        stsd: Stsd { codecs: vec![avc1.into()] },
         stts: Stts::default(),
         stsc: Stsc::default(),
         stsz: Stsz::default(),
@@ -156,8 +137,7 @@ fn container(
     buf.extend_from_slice(&[0, 0, 0, 0]);
     buf.extend_from_slice(kind);
     body(buf)?;
-    let size =
-        u32::try_from(buf.len() - start).map_err(|_| MuxError::Encode("box over 4 GiB".into()))?;
+    let size = u32::try_from(buf.len() - start).map_err(|_| MuxError::Encode("box over 4 GiB".into()))?;
     buf[start..start + 4].copy_from_slice(&size.to_be_bytes());
     Ok(())
 }

@@ -24,10 +24,7 @@ fn init_segment_structure() {
     assert_eq!(trak.mdia.mdhd.timescale, TIMESCALE);
     let stbl = &trak.mdia.minf.stbl;
     assert!(stbl.stts.entries.is_empty());
-    assert!(matches!(
-        stbl.stsz.samples,
-        mp4_atom::StszSamples::Identical { count: 0, .. } | mp4_atom::StszSamples::Different { .. }
-    ));
+    assert!(matches!(stbl.stsz.samples, mp4_atom::StszSamples::Identical { count: 0, .. } | mp4_atom::StszSamples::Different { .. }));
     let mvex = moov.mvex.as_ref().expect("mvex");
     assert_eq!(mvex.trex.len(), 1);
     match &stbl.stsd.codecs[0] {
@@ -42,16 +39,8 @@ fn init_segment_structure() {
 
 #[test]
 fn fragment_offsets_flags_and_payload() {
-    let s = |d: &[u8], sync| Sample {
-        duration: 3000,
-        data: Bytes::copy_from_slice(d),
-        sync,
-    };
-    let samples = [
-        s(&[0, 0, 0, 2, 0x65, 1], true),
-        s(&[0, 0, 0, 1, 0x41], false),
-        s(&[0, 0, 0, 1, 0x41], false),
-    ];
+    let s = |d: &[u8], sync| Sample { duration: 3000, data: Bytes::copy_from_slice(d), sync };
+    let samples = [s(&[0, 0, 0, 2, 0x65, 1], true), s(&[0, 0, 0, 1, 0x41], false), s(&[0, 0, 0, 1, 0x41], false)];
     let data = fragment(7, 123_456_789_012, &samples).unwrap();
     let buf = &mut &data[..];
     let moof = match Any::decode(buf).unwrap() {
@@ -63,23 +52,13 @@ fn fragment_offsets_flags_and_payload() {
     assert_eq!(moof.traf.len(), 1);
     let traf = &moof.traf[0];
     assert!(traf.tfhd.default_base_is_moof && traf.tfhd.base_data_offset.is_none());
-    assert_eq!(
-        traf.tfdt.as_ref().unwrap().base_media_decode_time,
-        123_456_789_012
-    );
+    assert_eq!(traf.tfdt.as_ref().unwrap().base_media_decode_time, 123_456_789_012);
     assert_eq!(traf.trun.len(), 1);
     let trun = &traf.trun[0];
     let off = trun.data_offset.unwrap() as usize;
-    assert_eq!(
-        off,
-        moof_len + 8,
-        "data offset points just past the mdat header"
-    );
+    assert_eq!(off, moof_len + 8, "data offset points just past the mdat header");
     assert_eq!(&data[moof_len + 4..moof_len + 8], b"mdat");
-    assert_eq!(
-        &data[off..],
-        &[0, 0, 0, 2, 0x65, 1, 0, 0, 0, 1, 0x41, 0, 0, 0, 1, 0x41][..]
-    );
+    assert_eq!(&data[off..], &[0, 0, 0, 2, 0x65, 1, 0, 0, 0, 1, 0x41, 0, 0, 0, 1, 0x41][..]);
     let entries = match &trun.samples {
         mp4_atom::TrunSamples::Explicit(e) => e.clone(),
         _ => panic!("explicit"),
@@ -105,10 +84,7 @@ fn children(mut body: &[u8]) -> Vec<String> {
     let mut kinds = Vec::new();
     while body.len() >= 8 {
         let size = u32::from_be_bytes(body[..4].try_into().unwrap()) as usize;
-        assert!(
-            size >= 8 && size <= body.len(),
-            "box size {size} inconsistent"
-        );
+        assert!(size >= 8 && size <= body.len(), "box size {size} inconsistent");
         kinds.push(String::from_utf8_lossy(&body[4..8]).into_owned());
         body = &body[size..];
     }
@@ -142,10 +118,7 @@ fn init_segment_box_order_follows_iso_14496_12() {
     assert_eq!(children(mdia), ["mdhd", "hdlr", "minf"]);
     let minf = child(mdia, "minf");
     assert_eq!(children(minf), ["vmhd", "dinf", "stbl"]);
-    assert_eq!(
-        children(child(minf, "stbl")),
-        ["stsd", "stts", "stsc", "stsz", "stco"]
-    );
+    assert_eq!(children(child(minf, "stbl")), ["stsd", "stts", "stsc", "stsz", "stco"]);
     // mp4-atom (strict in tests) decodes it to the same structure it would have written.
     let moov = match Any::decode(&mut &data[children_len(&data, 0)..]).unwrap() {
         Any::Moov(m) => m,

@@ -14,9 +14,7 @@ use std::time::Duration;
 /// serialises to TOML that parses back to the same config (the `--config` merge round-trips
 /// through TOML) and validates again.
 pub fn config_toml(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
+    let Ok(text) = std::str::from_utf8(data) else { return };
     let cfg: Config = match toml::from_str(text) {
         Ok(c) => c,
         Err(e) => {
@@ -30,27 +28,14 @@ pub fn config_toml(data: &[u8]) {
     }
     let _ = crate::app::source_config(&cfg);
     let _ = crate::app::segmenter_config(&cfg);
-    assert!(
-        Duration::try_from_secs_f64(cfg.http_timeout).is_ok(),
-        "validated http-timeout {} is no Duration",
-        cfg.http_timeout
-    );
+    assert!(Duration::try_from_secs_f64(cfg.http_timeout).is_ok(), "validated http-timeout {} is no Duration", cfg.http_timeout);
     let _ = cfg.base();
     for o in &cfg.output {
-        let _ = (
-            o.0.label(),
-            o.0.target(),
-            o.0.s3_settings("b", cfg.s3_endpoint.as_deref()),
-        );
+        let _ = (o.0.label(), o.0.target(), o.0.s3_settings("b", cfg.s3_endpoint.as_deref()));
     }
-    let written = toml::to_string(&cfg)
-        .unwrap_or_else(|e| panic!("validated config does not serialise: {e}"));
-    let back: Config = toml::from_str(&written)
-        .unwrap_or_else(|e| panic!("serialised config does not parse: {e}\n{written}"));
-    assert!(
-        back.validate().is_ok(),
-        "serialised config no longer validates:\n{written}"
-    );
+    let written = toml::to_string(&cfg).unwrap_or_else(|e| panic!("validated config does not serialise: {e}"));
+    let back: Config = toml::from_str(&written).unwrap_or_else(|e| panic!("serialised config does not parse: {e}\n{written}"));
+    assert!(back.validate().is_ok(), "serialised config no longer validates:\n{written}");
     let again = toml::to_string(&back).expect("serialises");
     assert_eq!(written, again, "config changes on a TOML round trip");
 }
@@ -63,11 +48,7 @@ pub fn config_toml(data: &[u8]) {
 pub fn specs(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(spec) = text.parse::<SourceSpec>() {
-        assert_eq!(
-            spec.to_string().parse::<SourceSpec>(),
-            Ok(spec.clone()),
-            "source spec {spec} does not round-trip"
-        );
+        assert_eq!(spec.to_string().parse::<SourceSpec>(), Ok(spec.clone()), "source spec {spec} does not round-trip");
     }
     rtmp(&text);
     let masked = mask_urls(&text);
@@ -77,12 +58,7 @@ pub fn specs(data: &[u8]) {
         let _ = spec.validate();
         if let Ok(t @ Target::S3 { .. }) = spec.target() {
             let again = spec.label().parse::<OutputSpec>().and_then(|s| s.target());
-            assert_eq!(
-                again,
-                Ok(t),
-                "label {} is not the same output",
-                spec.label()
-            );
+            assert_eq!(again, Ok(t), "label {} is not the same output", spec.label());
         }
     }
     let _ = crate::source::v4l2::controls::parse_profile(&text);
@@ -99,13 +75,9 @@ fn rtmp(text: &str) {
             // Put a marker in place of the key and look for it in everything printed (the key
             // itself may well also spell a part of the host or app).
             let raw = u.expose().trim_end_matches('/');
-            let stem = raw
-                .strip_suffix(u.stream_key())
-                .unwrap_or_else(|| panic!("key is not the end of {raw:?}"));
+            let stem = raw.strip_suffix(u.stream_key()).unwrap_or_else(|| panic!("key is not the end of {raw:?}"));
             let probe = format!("{stem}{MARK}");
-            let p: RtmpUrl = probe
-                .parse()
-                .unwrap_or_else(|e| panic!("{probe:?} (another key) does not parse: {e}"));
+            let p: RtmpUrl = probe.parse().unwrap_or_else(|e| panic!("{probe:?} (another key) does not parse: {e}"));
             assert_eq!(p.stream_key(), MARK);
             for shown in [p.masked(), p.to_string(), format!("{p:?}"), p.tc_url()] {
                 assert!(!shown.contains(MARK), "{shown} shows the stream key");
@@ -114,37 +86,18 @@ fn rtmp(text: &str) {
                 let m = mask_urls(&probe);
                 assert!(!m.contains(MARK), "mask_urls shows the stream key: {m}");
             }
-            let back: RtmpUrl = u
-                .masked()
-                .parse()
-                .unwrap_or_else(|e| panic!("masked URL {} does not parse: {e}", u.masked()));
-            assert_eq!(
-                (back.tls, &back.host, back.port, &back.app),
-                (u.tls, &u.host, u.port, &u.app),
-                "{}",
-                u.masked()
-            );
+            let back: RtmpUrl = u.masked().parse().unwrap_or_else(|e| panic!("masked URL {} does not parse: {e}", u.masked()));
+            assert_eq!((back.tls, &back.host, back.port, &back.app), (u.tls, &u.host, u.port, &u.app), "{}", u.masked());
             assert_eq!(back.stream_key(), KEY_MASK);
         }
         Err(_) => {
             // A refused URL's error must not show what would be its key (the last path
             // component): put a marker there and look for it in the error.
-            let Some((scheme, rest)) = text.trim().split_once("://") else {
-                return;
-            };
-            let Some((authority, path)) = rest.split_once('/') else {
-                return;
-            };
-            let app = path
-                .trim_end_matches('/')
-                .rsplit_once('/')
-                .map(|(a, _)| format!("{a}/"))
-                .unwrap_or_default();
+            let Some((scheme, rest)) = text.trim().split_once("://") else { return };
+            let Some((authority, path)) = rest.split_once('/') else { return };
+            let app = path.trim_end_matches('/').rsplit_once('/').map(|(a, _)| format!("{a}/")).unwrap_or_default();
             if let Err(e) = format!("{scheme}://{authority}/{app}{MARK}").parse::<RtmpUrl>() {
-                assert!(
-                    !e.to_string().contains(MARK),
-                    "error shows the would-be key: {e}"
-                );
+                assert!(!e.to_string().contains(MARK), "error shows the would-be key: {e}");
             }
         }
     }

@@ -4,9 +4,7 @@
 use super::{header, Rng};
 use crate::fmp4::init_segment;
 use crate::h264::parser::{MAX_AU_BYTES, MAX_NAL_BYTES};
-use crate::h264::{
-    avcc_nals, nal_type, slice_header_peek, track_info, AuParser, H264Error, ParsedItem,
-};
+use crate::h264::{avcc_nals, nal_type, slice_header_peek, track_info, AuParser, H264Error, ParsedItem};
 use crate::hls::segmenter::{Segmenter, SegmenterConfig};
 use crate::hls::window::{Window, WindowConfig};
 use crate::media::{Frame, SourceEvent, TrackInfo};
@@ -41,9 +39,7 @@ fn pass(stream: &[u8], frame_duration: Option<u32>, limits: Limits, mut feed: Fe
     let mut items = Vec::new();
     let mut error = None;
     let mut pos = 0;
-    let drain = |p: &mut AuParser, items: &mut Vec<ParsedItem>| {
-        items.extend(std::iter::from_fn(|| p.next_item()))
-    };
+    let drain = |p: &mut AuParser, items: &mut Vec<ParsedItem>| items.extend(std::iter::from_fn(|| p.next_item()));
     while pos < stream.len() {
         let n = match &mut feed {
             Feed::Whole => stream.len(),
@@ -93,50 +89,28 @@ fn check_items(items: &[ParsedItem], input_len: usize, limits: Limits) {
             }
             ParsedItem::Au { data, idr } => {
                 assert!(format_seen, "an access unit before any format");
-                assert!(
-                    !want_idr || *idr,
-                    "the first access unit of a format is not an IDR"
-                );
+                assert!(!want_idr || *idr, "the first access unit of a format is not an IDR");
                 want_idr = false;
                 let mut covered = 0;
                 let mut has_idr = false;
                 for nal in avcc_nals(data) {
                     covered += 4 + nal.len();
-                    assert!(
-                        !nal.is_empty() && nal[0] & 0x80 == 0,
-                        "empty NAL or forbidden bit in an AU"
-                    );
-                    assert!(
-                        nal.len() <= limits.nal,
-                        "{}-byte NAL unit passed the {}-byte limit",
-                        nal.len(),
-                        limits.nal
-                    );
+                    assert!(!nal.is_empty() && nal[0] & 0x80 == 0, "empty NAL or forbidden bit in an AU");
+                    assert!(nal.len() <= limits.nal, "{}-byte NAL unit passed the {}-byte limit", nal.len(), limits.nal);
                     let t = nal[0] & 0x1f;
-                    assert!(
-                        t == nal_type::SLICE || t == nal_type::IDR,
-                        "non-VCL NAL type {t} in an AU"
-                    );
+                    assert!(t == nal_type::SLICE || t == nal_type::IDR, "non-VCL NAL type {t} in an AU");
                     has_idr |= t == nal_type::IDR;
                 }
                 assert_eq!(covered, data.len(), "AU is not whole AVCC");
                 assert!(covered > 0, "empty AU");
-                assert!(
-                    data.len() <= limits.au,
-                    "{}-byte AU passed the {}-byte limit",
-                    data.len(),
-                    limits.au
-                );
+                assert!(data.len() <= limits.au, "{}-byte AU passed the {}-byte limit", data.len(), limits.au);
                 assert_eq!(has_idr, *idr, "idr flag disagrees with the NAL types");
                 au_bytes += data.len();
             }
         }
     }
     // Each NAL unit (>= 1 byte) came after a start code of >= 3 bytes and gets a 4-byte length.
-    assert!(
-        au_bytes <= 2 * input_len + 8,
-        "{au_bytes} bytes of AUs out of {input_len} bytes in"
-    );
+    assert!(au_bytes <= 2 * input_len + 8, "{au_bytes} bytes of AUs out of {input_len} bytes in");
 }
 
 fn check_info(info: &TrackInfo) {
@@ -149,9 +123,7 @@ fn check_info(info: &TrackInfo) {
 fn same_item(a: &ParsedItem, b: &ParsedItem) -> bool {
     match (a, b) {
         (ParsedItem::Format(x), ParsedItem::Format(y)) => x == y,
-        (ParsedItem::Au { data: d1, idr: i1 }, ParsedItem::Au { data: d2, idr: i2 }) => {
-            d1 == d2 && i1 == i2
-        }
+        (ParsedItem::Au { data: d1, idr: i1 }, ParsedItem::Au { data: d2, idr: i2 }) => d1 == d2 && i1 == i2,
         _ => false,
     }
 }
@@ -172,26 +144,16 @@ pub fn au_parser(data: &[u8]) {
     let seed = u64::from(u32::from_le_bytes(h));
     // (at least 64 bytes: a dropped NAL's type and first_mb come from its first 16 bytes)
     let limits = if h[0] & 2 == 2 {
-        Limits {
-            nal: 64 + usize::from(h[1]) * 16,
-            au: 64 + usize::from(h[2]) * 64,
-        }
+        Limits { nal: 64 + usize::from(h[1]) * 16, au: 64 + usize::from(h[2]) * 64 }
     } else {
-        Limits {
-            nal: MAX_NAL_BYTES,
-            au: MAX_AU_BYTES,
-        }
+        Limits { nal: MAX_NAL_BYTES, au: MAX_AU_BYTES }
     };
     let whole = pass(stream, fd, limits, Feed::Whole);
     check_items(&whole.items, stream.len(), limits);
     let chunked = pass(stream, fd, limits, Feed::Chunked(Rng::new(seed)));
     check_items(&chunked.items, stream.len(), limits);
     if whole.error.is_none() && chunked.error.is_none() {
-        assert_eq!(
-            whole.items.len(),
-            chunked.items.len(),
-            "chunking changed the number of items"
-        );
+        assert_eq!(whole.items.len(), chunked.items.len(), "chunking changed the number of items");
     } else {
         assert!(
             whole.error.is_some() && chunked.error.is_some(),
@@ -201,17 +163,9 @@ pub fn au_parser(data: &[u8]) {
         );
     }
     for (i, (a, b)) in whole.items.iter().zip(&chunked.items).enumerate() {
-        assert!(
-            same_item(a, b),
-            "item {i} differs between whole and chunked input: {a:?} vs {b:?}"
-        );
+        assert!(same_item(a, b), "item {i} differs between whole and chunked input: {a:?} vs {b:?}");
     }
-    let flushing = pass(
-        stream,
-        fd,
-        limits,
-        Feed::Flushing(Rng::new(seed.rotate_left(17))),
-    );
+    let flushing = pass(stream, fd, limits, Feed::Flushing(Rng::new(seed.rotate_left(17))));
     check_items(&flushing.items, stream.len(), limits);
     segment(&whole.items);
 }
@@ -219,17 +173,8 @@ pub fn au_parser(data: &[u8]) {
 /// Feeds parsed items through the segmenter and window (30 fps timestamps) and renders the
 /// playlist: garbage that the parser lets through must not break the muxer.
 fn segment(items: &[ParsedItem]) {
-    let (mut w, _rx) = Window::new(
-        WindowConfig {
-            segments: 6,
-            segment_target: 1.0,
-        },
-        "fz".into(),
-    );
-    let mut s = Segmenter::new(SegmenterConfig {
-        segment_target: 90_000,
-        part_target: 18_000,
-    });
+    let (mut w, _rx) = Window::new(WindowConfig { segments: 6, segment_target: 1.0 }, "fz".into());
+    let mut s = Segmenter::new(SegmenterConfig { segment_target: 90_000, part_target: 18_000 });
     let mut out = Vec::new();
     let (mut dts, mut fd) = (0u64, 3000u64);
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
@@ -242,13 +187,7 @@ fn segment(items: &[ParsedItem]) {
             ParsedItem::Au { data, idr } => {
                 dts += fd;
                 let capture = t0 + Duration::from_micros(dts * 100 / 9);
-                SourceEvent::Frame(Frame {
-                    dts,
-                    capture,
-                    data: data.clone(),
-                    idr: *idr,
-                    arrived: Instant::now(),
-                })
+                SourceEvent::Frame(Frame { dts, capture, data: data.clone(), idr: *idr, arrived: Instant::now() })
             }
         };
         if s.push(ev, &mut out).is_err() {
@@ -274,24 +213,16 @@ fn segment(items: &[ParsedItem]) {
 pub fn sps(data: &[u8]) {
     let (h, rest) = header::<1>(data);
     let fd = (h[0] & 1 == 1).then_some(3600);
-    let mut sps = if h[0] & 2 == 0 {
-        vec![0x67]
-    } else {
-        Vec::new()
-    };
+    let mut sps = if h[0] & 2 == 0 { vec![0x67] } else { Vec::new() };
     let cut = (usize::from(h[0] >> 2) * rest.len() / 64).min(rest.len());
     sps.extend_from_slice(&rest[..rest.len() - cut]);
-    let pps: Vec<u8> = std::iter::once(0x68)
-        .chain(rest[rest.len() - cut..].iter().copied())
-        .collect();
+    let pps: Vec<u8> = std::iter::once(0x68).chain(rest[rest.len() - cut..].iter().copied()).collect();
     if let Ok(info) = track_info(&sps, &pps, fd) {
         check_info(&info);
         check_init(&info);
     }
     for prefix in [nal_type::IDR | 0x60, nal_type::SLICE | 0x40] {
-        let nal: Vec<u8> = std::iter::once(prefix)
-            .chain(rest.iter().copied())
-            .collect();
+        let nal: Vec<u8> = std::iter::once(prefix).chain(rest.iter().copied()).collect();
         if let Some((_, slice_type)) = slice_header_peek(&nal) {
             assert!(slice_type < 5);
         }
@@ -304,13 +235,9 @@ pub fn sps(data: &[u8]) {
 /// (an SPS the muxer cannot represent must be refused by `track_info`, not written wrong).
 fn check_init(info: &TrackInfo) {
     use mp4_atom::{Any, Decode};
-    let data =
-        init_segment(info).unwrap_or_else(|e| panic!("accepted SPS but no init segment: {e}"));
+    let data = init_segment(info).unwrap_or_else(|e| panic!("accepted SPS but no init segment: {e}"));
     let buf = &mut &data[..];
-    assert!(
-        matches!(Any::decode(buf), Ok(Any::Ftyp(_))),
-        "init does not start with ftyp"
-    );
+    assert!(matches!(Any::decode(buf), Ok(Any::Ftyp(_))), "init does not start with ftyp");
     let moov = match Any::decode(buf) {
         Ok(Any::Moov(m)) => m,
         other => panic!("init has no moov: {other:?}"),

@@ -22,23 +22,10 @@ const RUN: &str = "k3x";
 /// that would be held is answered at once (as if its wait had timed out): no input can make
 /// the harness sleep.
 fn state(frames: u64, ended: bool, base: &str) -> Arc<HttpState> {
-    let (mut w, rx) = Window::new(
-        WindowConfig {
-            segments: 6,
-            segment_target: 1.0,
-        },
-        RUN.into(),
-    );
-    let mut s = Segmenter::new(SegmenterConfig {
-        segment_target: 90_000,
-        part_target: 18_000,
-    });
-    let sps = [
-        0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
-        0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
-    ];
-    let info =
-        track_info(&sps, &[0x68, 0xcb, 0x83, 0xcb, 0x20], Some(3000)).expect("built-in SPS parses");
+    let (mut w, rx) = Window::new(WindowConfig { segments: 6, segment_target: 1.0 }, RUN.into());
+    let mut s = Segmenter::new(SegmenterConfig { segment_target: 90_000, part_target: 18_000 });
+    let sps = [0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60];
+    let info = track_info(&sps, &[0x68, 0xcb, 0x83, 0xcb, 0x20], Some(3000)).expect("built-in SPS parses");
     let mut out = Vec::new();
     s.push(SourceEvent::Format(info), &mut out).expect("format");
     let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
@@ -58,11 +45,7 @@ fn state(frames: u64, ended: bool, base: &str) -> Arc<HttpState> {
     if ended {
         w.end();
     }
-    Arc::new(HttpState::new(
-        rx,
-        base.into(),
-        crate::http::limits::HeldLimit::new(64),
-    ))
+    Arc::new(HttpState::new(rx, base.into(), crate::http::limits::HeldLimit::new(64)))
 }
 
 thread_local! {
@@ -101,12 +84,9 @@ pub fn http_request(data: &[u8]) {
         0 => Method::GET,
         1 => Method::HEAD,
         2 => Method::OPTIONS,
-        _ => Method::from_bytes(lines.clone().next().unwrap_or("").as_bytes())
-            .unwrap_or(Method::POST),
+        _ => Method::from_bytes(lines.clone().next().unwrap_or("").as_bytes()).unwrap_or(Method::POST),
     };
-    let Ok(uri) = http::Uri::try_from(target) else {
-        return;
-    };
+    let Ok(uri) = http::Uri::try_from(target) else { return };
     // /snapshot.jpg decodes the (here synthetic) keyframe with openh264 on each request.
     if uri.path().contains("snapshot.jpg") {
         return;
@@ -114,10 +94,7 @@ pub fn http_request(data: &[u8]) {
     let mut req = Request::builder().method(method.clone()).uri(uri.clone());
     for line in lines.take(32) {
         if let Some((k, v)) = line.split_once(':') {
-            if let (Ok(k), Ok(v)) = (
-                h::HeaderName::from_bytes(k.trim().as_bytes()),
-                h::HeaderValue::from_str(v.trim()),
-            ) {
+            if let (Ok(k), Ok(v)) = (h::HeaderName::from_bytes(k.trim().as_bytes()), h::HeaderValue::from_str(v.trim())) {
                 req = req.header(k, v);
             }
         }
@@ -128,48 +105,25 @@ pub fn http_request(data: &[u8]) {
     let Ok(resp) = resp;
     let status = resp.status();
     assert!(
-        [
-            StatusCode::OK,
-            StatusCode::NO_CONTENT,
-            StatusCode::BAD_REQUEST,
-            StatusCode::NOT_FOUND,
-            StatusCode::METHOD_NOT_ALLOWED,
-            StatusCode::SERVICE_UNAVAILABLE
-        ]
-        .contains(&status),
+        [StatusCode::OK, StatusCode::NO_CONTENT, StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND, StatusCode::METHOD_NOT_ALLOWED, StatusCode::SERVICE_UNAVAILABLE]
+            .contains(&status),
         "undocumented status {status} for {method} {uri}"
     );
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        assert!(
-            resp.headers().contains_key(h::RETRY_AFTER),
-            "503 without Retry-After"
-        );
+        assert!(resp.headers().contains_key(h::RETRY_AFTER), "503 without Retry-After");
     }
     let body_len = resp.body().len();
     if method == Method::HEAD {
         assert_eq!(body_len, 0, "HEAD with a body");
     } else if status != StatusCode::NO_CONTENT {
-        let cl = resp
-            .headers()
-            .get(h::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let cl = resp.headers().get(h::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         assert_eq!(cl, Some(body_len), "Content-Length differs from the body");
     }
     assert!(body_len < 4 << 20, "{body_len}-byte response");
-    let media =
-        uri.path().ends_with("/media.m3u8") && !uri.path()[..uri.path().len() - 11].contains('/');
+    let media = uri.path().ends_with("/media.m3u8") && !uri.path()[..uri.path().len() - 11].contains('/');
     // (the handler sees the URI's query: without a #fragment)
-    if (method == Method::GET || method == Method::HEAD)
-        && media
-        && Directives::parse(uri.query()).is_err()
-    {
-        assert_eq!(
-            status,
-            StatusCode::BAD_REQUEST,
-            "malformed directives {:?} answered {status}",
-            uri.query()
-        );
+    if (method == Method::GET || method == Method::HEAD) && media && Directives::parse(uri.query()).is_err() {
+        assert_eq!(status, StatusCode::BAD_REQUEST, "malformed directives {:?} answered {status}", uri.query());
     }
 }
 
@@ -181,16 +135,9 @@ fn check_decision(snap: &Snapshot, d: &Directives) {
     if snap.ended || !snap.ready() {
         return;
     }
-    let next = snap
-        .segments
-        .last()
-        .map(|s| if s.complete { s.msn + 1 } else { s.msn })
-        .unwrap_or(0);
+    let next = snap.segments.last().map(|s| if s.complete { s.msn + 1 } else { s.msn }).unwrap_or(0);
     if i128::from(m) > i128::from(next) + 1 {
-        assert!(
-            matches!(decision, Decision::BadRequest(_)),
-            "_HLS_msn={m} (next segment {next}) gave {decision:?}"
-        );
+        assert!(matches!(decision, Decision::BadRequest(_)), "_HLS_msn={m} (next segment {next}) gave {decision:?}");
     }
 }
 
@@ -198,25 +145,15 @@ fn check_decision(snap: &Snapshot, d: &Directives) {
 fn round_trips(hd: &[u8; 12]) {
     let mut r = Rng::new(u64::from_le_bytes(hd[1..9].try_into().expect("8 bytes")));
     let n = r.next_u64() >> r.below(64);
-    let run: String = (0..1 + r.below(13))
-        .map(|_| char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[r.below(36) as usize]))
-        .collect();
+    let run: String = (0..1 + r.below(13)).map(|_| char::from(b"0123456789abcdefghijklmnopqrstuvwxyz"[r.below(36) as usize])).collect();
     let (uri, route) = match hd[9] % 3 {
         0 => (names::init(&run, n as u32), Route::Init(n as u32)),
         1 => (names::part(&run, n), Route::Part(n)),
         _ => (names::segment(&run, n), Route::Segment(n)),
     };
-    assert_eq!(
-        Route::parse(&format!("/{uri}"), &run),
-        Some(route),
-        "{uri} with run {run}"
-    );
+    assert_eq!(Route::parse(&format!("/{uri}"), &run), Some(route), "{uri} with run {run}");
     let part = u32::from_le_bytes([hd[10], hd[11], hd[9], 0]) >> (hd[9] % 24);
-    let want = Directives {
-        msn: Some(n),
-        part: (hd[10] & 1 == 1).then_some(part),
-        skip: hd[11] & 1 == 1,
-    };
+    let want = Directives { msn: Some(n), part: (hd[10] & 1 == 1).then_some(part), skip: hd[11] & 1 == 1 };
     let mut q = format!("_HLS_msn={n}");
     if let Some(p) = want.part {
         q.push_str(&format!("&_HLS_part={p}"));

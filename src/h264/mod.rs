@@ -20,9 +20,7 @@ pub use parser::{AuParser, ParsedItem};
 pub enum H264Error {
     #[error("invalid SPS ({0}); the input is not a valid H.264 stream")]
     BadSps(String),
-    #[error(
-        "SPS gives no frame rate (no VUI timing info); pass --framerate (e.g. --framerate 25)"
-    )]
+    #[error("SPS gives no frame rate (no VUI timing info); pass --framerate (e.g. --framerate 25)")]
     NoFrameRate,
     #[error(
         "the stream contains B-frames, which hlsd does not support; re-encode without them \
@@ -59,11 +57,7 @@ pub fn nal_unit_type(nal: &[u8]) -> u8 {
 ///
 /// `frame_duration` overrides the VUI frame rate (in [`TIMESCALE`] ticks); without it the VUI
 /// timing must be present.
-pub fn track_info(
-    sps: &[u8],
-    pps: &[u8],
-    frame_duration: Option<u32>,
-) -> Result<TrackInfo, H264Error> {
+pub fn track_info(sps: &[u8], pps: &[u8], frame_duration: Option<u32>) -> Result<TrackInfo, H264Error> {
     if sps.len() < 4 || nal_unit_type(sps) != nal_type::SPS {
         return Err(H264Error::BadSps("too short or not an SPS NAL unit".into()));
     }
@@ -75,9 +69,7 @@ pub fn track_info(
     // The init segment stores them in 16 bits; H.264 level 6.2 tops out near 16888 wide. Zero:
     // cropping that removes the whole picture.
     if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
-        return Err(H264Error::Unsupported(format!(
-            "{width}x{height} pictures (at most {MAX_DIMENSION} each way)"
-        )));
+        return Err(H264Error::Unsupported(format!("{width}x{height} pictures (at most {MAX_DIMENSION} each way)")));
     }
     if parsed.chroma_info.chroma_format != h264_reader::nal::sps::ChromaFormat::YUV420 {
         return Err(H264Error::Unsupported(format!(
@@ -163,30 +155,19 @@ mod tests {
 
     /// The first SPS and PPS of `pi-720p30-inline.h264` (a real Pi capture; ffprobe reports
     /// 1280x720, High, level 4.0, 30 fps), written down so that this test needs no file.
-    const PI_720P_SPS: &str =
-        "27640028ac2b402802dd08000003000800000301e7250001312c0002faf37bdc03c489a8";
+    const PI_720P_SPS: &str = "27640028ac2b402802dd08000003000800000301e7250001312c0002faf37bdc03c489a8";
     const PI_720P_PPS: &str = "28ee025cb0";
 
     fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     #[test]
     fn codec_string_and_avcc_round_trip() {
         let info = track_info(&unhex(PI_720P_SPS), &unhex(PI_720P_PPS), None).unwrap();
         assert_eq!(info.codec_string(), "avc1.640028");
-        assert_eq!(
-            (info.width, info.height, info.frame_duration),
-            (1280, 720, 3000),
-            "VUI timing: 30 fps"
-        );
-        assert_eq!(
-            (info.profile_idc, info.constraint_flags, info.level_idc),
-            (0x64, 0x00, 0x28)
-        );
+        assert_eq!((info.width, info.height, info.frame_duration), (1280, 720, 3000), "VUI timing: 30 fps");
+        assert_eq!((info.profile_idc, info.constraint_flags, info.level_idc), (0x64, 0x00, 0x28));
         assert_eq!(&info.pps[..], &unhex(PI_720P_PPS)[..]);
         let data = to_avcc([&[0x65u8, 1, 2][..], &[0x41u8, 9][..]]);
         let nals: Vec<&[u8]> = avcc_nals(&data).collect();
@@ -198,30 +179,13 @@ mod tests {
 
     #[test]
     fn bad_sps_is_an_error_not_a_panic() {
-        assert!(matches!(
-            track_info(&[0x67, 0xff], &[0x68], None),
-            Err(H264Error::BadSps(_))
-        ));
+        assert!(matches!(track_info(&[0x67, 0xff], &[0x68], None), Err(H264Error::BadSps(_))));
         assert!(track_info(&[0x67, 0xff, 0xff, 0xff, 0xff, 0xff], &[0x68], None).is_err());
         assert!(slice_header_peek(&[0x65]).is_none());
         // Found by fuzzing: 32x65536 was accepted and written as 32x0 into the init segment.
-        assert!(matches!(
-            track_info(
-                &[0x67, 0x00, 0x64, 0xfd, 0xfd, 0x00, 0x08, 0x00, 0x64],
-                &[0x68],
-                Some(3000)
-            ),
-            Err(H264Error::Unsupported(_))
-        ));
+        assert!(matches!(track_info(&[0x67, 0x00, 0x64, 0xfd, 0xfd, 0x00, 0x08, 0x00, 0x64], &[0x68], Some(3000)), Err(H264Error::Unsupported(_))));
         // ... and one cropped to nothing.
-        assert!(matches!(
-            track_info(
-                &[0x67, 0x39, 0x39, 0x39, 0x39, 0x35, 0x36, 0xe4, 0x32],
-                &[0x68],
-                Some(3000)
-            ),
-            Err(H264Error::Unsupported(_))
-        ));
+        assert!(matches!(track_info(&[0x67, 0x39, 0x39, 0x39, 0x39, 0x35, 0x36, 0xe4, 0x32], &[0x68], Some(3000)), Err(H264Error::Unsupported(_))));
         // first_mb_in_slice = 0 (bit '1'), slice_type = 7 (I, '0001000') => 2
         assert_eq!(slice_header_peek(&[0x65, 0b1000_1000, 0]), Some((0, 2)));
     }

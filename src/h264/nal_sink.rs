@@ -37,12 +37,7 @@ pub(super) struct NalSink {
 
 impl NalSink {
     pub(super) fn new(max_nal: usize) -> Self {
-        NalSink {
-            nals: Vec::new(),
-            max_nal,
-            discarding: false,
-            discarded: 0,
-        }
+        NalSink { nals: Vec::new(), max_nal, discarding: false, discarded: 0 }
     }
 }
 
@@ -75,10 +70,7 @@ impl AccumulatedNalHandler for NalSink {
         if len > self.max_nal {
             let nal_type = nal_type_of(&head);
             let new_picture = slice_header_peek(&head).is_some_and(|(first_mb, _)| first_mb == 0);
-            self.nals.push(NalOut::Dropped {
-                nal_type,
-                new_picture,
-            });
+            self.nals.push(NalOut::Dropped { nal_type, new_picture });
             self.discarded += len as u64;
             self.discarding = !complete;
             return NalInterest::Ignore;

@@ -17,10 +17,10 @@
 use super::nal_sink::{NalOut, NalSink};
 use super::{nal_type, slice_header_peek, track_info, H264Error, SLICE_TYPE_B};
 use crate::media::TrackInfo;
-use crate::metrics::ReasonLabels;
 use bytes::Bytes;
 use h264_reader::annexb::AnnexBReader;
 use h264_reader::push::NalAccumulator;
+use crate::metrics::ReasonLabels;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -144,8 +144,7 @@ impl AuParser {
     /// At the end of an input that produced no pictures: the error that explains why, if the
     /// input had pictures but never the parameter sets needed to decode them.
     pub fn end_error(&self) -> Option<H264Error> {
-        (self.format.is_none() && self.skipped_before_start > 0)
-            .then_some(H264Error::NoSps(self.bytes_seen))
+        (self.format.is_none() && self.skipped_before_start > 0).then_some(H264Error::NoSps(self.bytes_seen))
     }
 
     /// The current stream format, once known (the fuzzing harness checks it).
@@ -158,20 +157,12 @@ impl AuParser {
         let nals = std::mem::take(&mut sink.nals);
         let discarded = std::mem::take(&mut sink.discarded);
         if discarded > 0 {
-            crate::metrics::get()
-                .input_discarded_bytes
-                .get_or_create(&ReasonLabels {
-                    reason: "nal_too_large",
-                })
-                .inc_by(discarded);
+            crate::metrics::get().input_discarded_bytes.get_or_create(&ReasonLabels { reason: "nal_too_large" }).inc_by(discarded);
         }
         for nal in nals {
             match nal {
                 NalOut::Nal(framed) => self.on_nal(framed)?,
-                NalOut::Dropped {
-                    nal_type,
-                    new_picture,
-                } => {
+                NalOut::Dropped { nal_type, new_picture } => {
                     self.oversized += 1;
                     let limit = self.reader.nal_handler_mut().max_nal;
                     self.log_discard("NAL unit", limit, nal_type);
@@ -191,10 +182,7 @@ impl AuParser {
     /// Drops the access unit being assembled; decoding restarts at the next IDR.
     fn drop_au(&mut self, reason: &'static str) {
         if self.vcl_bytes > 0 {
-            crate::metrics::get()
-                .input_discarded_bytes
-                .get_or_create(&ReasonLabels { reason })
-                .inc_by(self.vcl_bytes as u64);
+            crate::metrics::get().input_discarded_bytes.get_or_create(&ReasonLabels { reason }).inc_by(self.vcl_bytes as u64);
         }
         self.vcl.clear();
         self.vcl_bytes = 0;
@@ -206,20 +194,13 @@ impl AuParser {
     /// Logs a size-limit drop: the first at once, then at most one line per minute.
     fn log_discard(&mut self, what: &str, limit: usize, nal_type: u8) {
         let now = Instant::now();
-        if self
-            .last_discard_log
-            .is_some_and(|t| now.duration_since(t) < DISCARD_LOG_INTERVAL)
-        {
+        if self.last_discard_log.is_some_and(|t| now.duration_since(t) < DISCARD_LOG_INTERVAL) {
             return;
         }
         self.last_discard_log = Some(now);
-        tracing::warn!(
-            limit_bytes = limit,
-            nal_type,
-            dropped_so_far = self.oversized,
+        tracing::warn!(limit_bytes = limit, nal_type, dropped_so_far = self.oversized,
             "input: {what} larger than {limit} bytes dropped (not H.264, or a corrupt stream); \
-             resuming at the next start code / IDR"
-        );
+             resuming at the next start code / IDR");
     }
 
     /// Handles one AVCC-framed NAL unit (`framed[4..]` is the NAL unit).
@@ -323,9 +304,7 @@ impl AuParser {
     /// Logs once when pictures keep coming without the IDR needed to start decoding them.
     fn warn_no_idr(&mut self) {
         let Some(f) = &self.format else { return };
-        if self.warned_no_idr
-            || self.skipped_before_start * u64::from(f.frame_duration) < NO_IDR_WARN_TICKS
-        {
+        if self.warned_no_idr || self.skipped_before_start * u64::from(f.frame_duration) < NO_IDR_WARN_TICKS {
             return;
         }
         self.warned_no_idr = true;
@@ -337,19 +316,14 @@ impl AuParser {
 }
 
 #[cfg(test)]
-#[path = "parser_limits_tests.rs"]
-mod limits_tests;
-#[cfg(test)]
 #[path = "parser_tests.rs"]
 mod tests;
+#[cfg(test)]
+#[path = "parser_limits_tests.rs"]
+mod limits_tests;
 
 /// A NAL unit with the forbidden bit set or a slice header that cannot be read: ignored, and
 /// its bytes counted (`hlsd_input_discarded_bytes_total{reason="malformed_nal"}`).
 fn malformed(nal: &[u8]) {
-    crate::metrics::get()
-        .input_discarded_bytes
-        .get_or_create(&ReasonLabels {
-            reason: "malformed_nal",
-        })
-        .inc_by(nal.len() as u64);
+    crate::metrics::get().input_discarded_bytes.get_or_create(&ReasonLabels { reason: "malformed_nal" }).inc_by(nal.len() as u64);
 }

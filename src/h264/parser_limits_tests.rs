@@ -23,10 +23,7 @@ fn big_nal(header: u8, len: usize) -> Vec<u8> {
 }
 
 fn discarded(reason: &'static str) -> u64 {
-    crate::metrics::get()
-        .input_discarded_bytes
-        .get_or_create(&crate::metrics::ReasonLabels { reason })
-        .get()
+    crate::metrics::get().input_discarded_bytes.get_or_create(&crate::metrics::ReasonLabels { reason }).get()
 }
 
 #[test]
@@ -53,10 +50,7 @@ fn oversized_non_vcl_nal_is_dropped_and_the_stream_continues() {
     assert_eq!(n, 2 * aus(&whole), "every picture of both copies");
     assert_eq!(p.oversized, 1);
     let d = discarded("nal_too_large") - before;
-    assert!(
-        ((3 << 20) - 64 * 1024..=(3 << 20) + 64 * 1024).contains(&d),
-        "counted to within a read: {d}"
-    );
+    assert!(((3 << 20) - 64 * 1024..=(3 << 20) + 64 * 1024).contains(&d), "counted to within a read: {d}");
 }
 
 #[test]
@@ -67,28 +61,14 @@ fn oversized_slice_drops_its_picture_and_decoding_resumes_at_the_next_idr() {
     // Replace nothing, insert: a 2 MiB P slice (first_mb_in_slice 0: header bits '1') right
     // before the first P picture. Pictures 1–3 then reference a lost picture: dropped until the
     // IDR of picture 4.
-    let first_p = nal_starts(&data)
-        .into_iter()
-        .find(|&(_, t)| t == 1)
-        .unwrap()
-        .0
-        - 4;
+    let first_p = nal_starts(&data).into_iter().find(|&(_, t)| t == 1).unwrap().0 - 4;
     let mut input = data[..first_p].to_vec();
     input.extend_from_slice(&big_nal(0x41, 2 << 20));
     input.extend_from_slice(&data[first_p..]);
     let mut p = AuParser::with_limits(Some(3000), 1 << 20, 1 << 20);
     let items = parse_chunks_with(&mut p, input.chunks(50_000));
-    let expected: Vec<&Item> = whole
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !(2..=4).contains(i))
-        .map(|(_, x)| x)
-        .collect();
-    assert_eq!(
-        items.iter().collect::<Vec<_>>(),
-        expected,
-        "format, picture 0, pictures 4..7"
-    );
+    let expected: Vec<&Item> = whole.iter().enumerate().filter(|(i, _)| !(2..=4).contains(i)).map(|(_, x)| x).collect();
+    assert_eq!(items.iter().collect::<Vec<_>>(), expected, "format, picture 0, pictures 4..7");
     assert!(p.skipped_before_start >= 3);
 }
 
@@ -98,9 +78,7 @@ fn oversized_access_unit_is_dropped() {
     let whole = parse_chunks([&data[..]], Some(3000)).unwrap();
     // An AU limit smaller than the IDR pictures but larger than the P pictures: the IDRs go,
     // and with them everything (P pictures need their IDR).
-    let Item::Au(idr_len, true, _) = whole[1] else {
-        panic!()
-    };
+    let Item::Au(idr_len, true, _) = whole[1] else { panic!() };
     let before = discarded("au_too_large");
     let mut p = AuParser::with_limits(Some(3000), MAX_NAL_BYTES, idr_len - 1);
     let items = parse_chunks_with(&mut p, [&data[..]]);
@@ -133,20 +111,13 @@ fn a_start_code_followed_by_endless_bytes_is_bounded() {
     assert_eq!(n, 16);
 }
 
-fn parse_chunks_with<'a>(
-    p: &mut AuParser,
-    chunks: impl IntoIterator<Item = &'a [u8]>,
-) -> Vec<Item> {
+fn parse_chunks_with<'a>(p: &mut AuParser, chunks: impl IntoIterator<Item = &'a [u8]>) -> Vec<Item> {
     let mut out = Vec::new();
     let mut drain = |p: &mut AuParser| {
         while let Some(i) = p.next_item() {
             out.push(match i {
-                ParsedItem::Format(f) => {
-                    Item::Format(f.width, f.height, f.codec_string(), f.frame_duration)
-                }
-                ParsedItem::Au { data, idr } => {
-                    Item::Au(data.len(), idr, super::tests::digest(&data))
-                }
+                ParsedItem::Format(f) => Item::Format(f.width, f.height, f.codec_string(), f.frame_duration),
+                ParsedItem::Au { data, idr } => Item::Au(data.len(), idr, super::tests::digest(&data)),
             });
         }
     };

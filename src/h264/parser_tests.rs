@@ -6,8 +6,7 @@ use crate::h264::avcc_nals;
 fn fixture(name: &str) -> Vec<u8> {
     let dir = std::env::var("HLSD_FIXTURES")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures").to_string());
-    std::fs::read(format!("{dir}/{name}"))
-        .unwrap_or_else(|e| panic!("fixture {name} in {dir}: {e}"))
+    std::fs::read(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("fixture {name} in {dir}: {e}"))
 }
 
 /// A summary of parser output that is easy to compare: formats and (len, idr, first bytes).
@@ -18,23 +17,16 @@ pub(super) enum Item {
 }
 
 pub(super) fn digest(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf29ce484222325u64, |h, &x| {
-        (h ^ x as u64).wrapping_mul(0x100000001b3)
-    })
+    b.iter().fold(0xcbf29ce484222325u64, |h, &x| (h ^ x as u64).wrapping_mul(0x100000001b3))
 }
 
-pub(super) fn parse_chunks<'a>(
-    chunks: impl IntoIterator<Item = &'a [u8]>,
-    fd: Option<u32>,
-) -> Result<Vec<Item>, H264Error> {
+pub(super) fn parse_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, fd: Option<u32>) -> Result<Vec<Item>, H264Error> {
     let mut p = AuParser::new(fd);
     let mut out = Vec::new();
     let mut drain = |p: &mut AuParser| {
         while let Some(i) = p.next_item() {
             out.push(match i {
-                ParsedItem::Format(f) => {
-                    Item::Format(f.width, f.height, f.codec_string(), f.frame_duration)
-                }
+                ParsedItem::Format(f) => Item::Format(f.width, f.height, f.codec_string(), f.frame_duration),
                 ParsedItem::Au { data, idr } => Item::Au(data.len(), idr, digest(&data)),
             });
         }
@@ -53,10 +45,7 @@ pub(super) fn aus(items: &[Item]) -> usize {
 }
 
 pub(super) fn idrs(items: &[Item]) -> usize {
-    items
-        .iter()
-        .filter(|i| matches!(i, Item::Au(_, true, _)))
-        .count()
+    items.iter().filter(|i| matches!(i, Item::Au(_, true, _))).count()
 }
 
 #[test]
@@ -64,17 +53,8 @@ fn pi_720p30_inline_capture() {
     let data = fixture("pi-720p30-inline.h264");
     let items = parse_chunks([&data[..]], None).unwrap();
     // SPS/PPS repeat before every IDR with the same bytes: one format only.
-    assert_eq!(
-        items[0],
-        Item::Format(1280, 720, "avc1.640028".into(), 3000)
-    );
-    assert_eq!(
-        items
-            .iter()
-            .filter(|i| matches!(i, Item::Format(..)))
-            .count(),
-        1
-    );
+    assert_eq!(items[0], Item::Format(1280, 720, "avc1.640028".into(), 3000));
+    assert_eq!(items.iter().filter(|i| matches!(i, Item::Format(..))).count(), 1);
     assert_eq!(aus(&items), 293);
     assert_eq!(idrs(&items), 5);
 }
@@ -86,20 +66,14 @@ fn pi_1080p25_capture_needs_framerate_and_parameter_sets_once_suffice() {
     assert_eq!(err, H264Error::NoFrameRate);
     assert!(err.to_string().contains("--framerate"));
     let items = parse_chunks([&data[..]], Some(3600)).unwrap();
-    assert_eq!(
-        items[0],
-        Item::Format(1920, 1080, "avc1.640028".into(), 3600)
-    );
+    assert_eq!(items[0], Item::Format(1920, 1080, "avc1.640028".into(), 3600));
     assert_eq!(aus(&items), 116);
     assert_eq!(idrs(&items), 2);
 }
 
 #[test]
 fn chunk_boundaries_do_not_matter_for_real_captures() {
-    for (name, fd) in [
-        ("pi-720p30-inline.h264", None),
-        ("pi-1080p25-raspivid.h264", Some(3600)),
-    ] {
+    for (name, fd) in [("pi-720p30-inline.h264", None), ("pi-1080p25-raspivid.h264", Some(3600))] {
         let data = fixture(name);
         let whole = parse_chunks([&data[..]], fd).unwrap();
         for size in [3usize, 7, 188, 1000, 4096, 65536] {
@@ -110,11 +84,7 @@ fn chunk_boundaries_do_not_matter_for_real_captures() {
         // 24 KiB prefix (a truncated picture at the end is parsed the same either way).
         let head = &data[..24 * 1024];
         let whole_head = parse_chunks([head], fd).unwrap();
-        assert_eq!(
-            parse_chunks(head.chunks(1), fd).unwrap(),
-            whole_head,
-            "{name} byte by byte"
-        );
+        assert_eq!(parse_chunks(head.chunks(1), fd).unwrap(), whole_head, "{name} byte by byte");
         for k in 0..2048 {
             let got = parse_chunks([&head[..k], &head[k..]], fd).unwrap();
             assert_eq!(got, whole_head, "{name} split at byte {k}");
@@ -167,9 +137,7 @@ fn flush_completes_a_frame_without_the_next_start_code() {
     let mut p = AuParser::new(None);
     // Find where the second picture starts: push exactly the first picture, then flush.
     let whole = parse_chunks([&data[..]], None).unwrap();
-    let Item::Au(first_len, true, _) = whole[1] else {
-        panic!("{:?}", whole[1])
-    };
+    let Item::Au(first_len, true, _) = whole[1] else { panic!("{:?}", whole[1]) };
     let mut pushed = 0;
     let mut got = None;
     for c in data.chunks(512) {

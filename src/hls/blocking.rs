@@ -30,16 +30,8 @@ impl Directives {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let shown: String = v.chars().take(32).collect();
             match k {
-                "_HLS_msn" => {
-                    d.msn = Some(num(v).ok_or_else(|| {
-                        format!("_HLS_msn={shown} is not a media sequence number")
-                    })?)
-                }
-                "_HLS_part" => {
-                    d.part = Some(
-                        num(v).ok_or_else(|| format!("_HLS_part={shown} is not a part index"))?,
-                    )
-                }
+                "_HLS_msn" => d.msn = Some(num(v).ok_or_else(|| format!("_HLS_msn={shown} is not a media sequence number"))?),
+                "_HLS_part" => d.part = Some(num(v).ok_or_else(|| format!("_HLS_part={shown} is not a part index"))?),
                 "_HLS_skip" => d.skip = matches!(v, "YES" | "v2"),
                 _ => {}
             }
@@ -69,11 +61,7 @@ pub fn decide(snap: &Snapshot, d: &Directives) -> Decision {
         if d.part.is_some() {
             return Decision::BadRequest("_HLS_part without _HLS_msn".into()); // rule 8d
         }
-        return if snap.ready() || snap.ended {
-            Decision::Ready
-        } else {
-            Decision::Wait
-        };
+        return if snap.ready() || snap.ended { Decision::Ready } else { Decision::Wait };
     };
     if snap.ended {
         return Decision::Ready; // rule 8g
@@ -82,15 +70,9 @@ pub fn decide(snap: &Snapshot, d: &Directives) -> Decision {
         return Decision::Wait;
     }
     // L = last complete segment; the open one is L+1 = next (u64 throughout: no wrap).
-    let next = snap
-        .segments
-        .last()
-        .map(|s| if s.complete { s.msn + 1 } else { s.msn })
-        .unwrap_or(0);
+    let next = snap.segments.last().map(|s| if s.complete { s.msn + 1 } else { s.msn }).unwrap_or(0);
     if m > next.saturating_add(1) {
-        let last = next
-            .checked_sub(1)
-            .map_or("none".to_string(), |l| l.to_string());
+        let last = next.checked_sub(1).map_or("none".to_string(), |l| l.to_string());
         return Decision::BadRequest(format!(
             "_HLS_msn={m} is more than two segments ahead of the last complete segment ({last})"
         )); // rule 8e
@@ -106,9 +88,7 @@ pub fn decide(snap: &Snapshot, d: &Directives) -> Decision {
         Some(n) => {
             let max_ahead = (3 * TIMESCALE as u64).div_ceil(snap.part_target.max(1));
             let open = snap.segments.last().filter(|s| !s.complete);
-            let listed = open
-                .filter(|s| s.msn == m)
-                .map_or(0, |s| s.parts.len() as u64);
+            let listed = open.filter(|s| s.msn == m).map_or(0, |s| s.parts.len() as u64);
             if m >= next && n as u64 > listed + max_ahead {
                 return Decision::BadRequest(format!(
                     "_HLS_part={n} is more than {max_ahead} parts beyond the last part of segment {m}"

@@ -48,9 +48,7 @@ pub const PART_LIST_TARGETS: u32 = 3;
 /// How many leading segments a delta update may skip (rule 9): those that end at least
 /// CAN-SKIP-UNTIL before the end of the playlist.
 pub fn skippable(snap: &Snapshot) -> usize {
-    let Some(t) = snap.target_duration else {
-        return 0;
-    };
+    let Some(t) = snap.target_duration else { return 0 };
     let until = (t * SKIP_UNTIL_TARGETS) as u64 * TIMESCALE as u64;
     let total: u64 = snap.segments.iter().map(|s| s.duration).sum();
     let mut end = 0u64;
@@ -85,11 +83,7 @@ pub fn render_media(snap: &Snapshot, delta: bool) -> Option<String> {
 pub fn render_media_q(snap: &Snapshot, delta: bool, q: &str) -> Option<String> {
     let t = snap.target_duration?;
     let run = &snap.run_id;
-    let skip = if delta && !snap.ended {
-        skippable(snap)
-    } else {
-        0
-    };
+    let skip = if delta && !snap.ended { skippable(snap) } else { 0 };
     let mut o = String::with_capacity(2048);
     o.push_str("#EXTM3U\n");
     let _ = writeln!(o, "#EXT-X-VERSION:{}", if skip > 0 { 9 } else { 6 });
@@ -104,11 +98,7 @@ pub fn render_media_q(snap: &Snapshot, delta: bool, q: &str) -> Option<String> {
         let _ = writeln!(o, "#EXT-X-PART-INF:PART-TARGET={}", secs(snap.part_target));
     }
     let _ = writeln!(o, "#EXT-X-MEDIA-SEQUENCE:{}", snap.media_sequence());
-    let _ = writeln!(
-        o,
-        "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
-        snap.discontinuity_sequence
-    );
+    let _ = writeln!(o, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", snap.discontinuity_sequence);
     o.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     if matches!(snap.awaiting_idr, Some((_, true))) {
         // A comment (RFC 8216 4.1: lines starting with '#' but not '#EXT' are ignored by players)
@@ -137,11 +127,7 @@ pub fn render_media_q(snap: &Snapshot, delta: bool, q: &str) -> Option<String> {
     if snap.ended {
         o.push_str("#EXT-X-ENDLIST\n");
     } else if snap.part_target > 0 {
-        let _ = writeln!(
-            o,
-            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
-            with_query(names::part(run, snap.next_part), q)
-        );
+        let _ = writeln!(o, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"", with_query(names::part(run, snap.next_part), q));
     }
     Some(o)
 }
@@ -153,34 +139,17 @@ pub const NO_IDR_COMMENT: &str = "# hlsd: no IDR (keyframe) from the encoder wit
      intra refresh.\n";
 
 /// One segment: DISCONTINUITY, MAP (when the init changes), PDT, its parts (if `parts` or open), EXTINF + URI.
-pub fn render_segment(
-    o: &mut String,
-    run: &str,
-    seg: &SegmentView,
-    parts: bool,
-    init: &mut Option<u32>,
-) {
+pub fn render_segment(o: &mut String, run: &str, seg: &SegmentView, parts: bool, init: &mut Option<u32>) {
     render_segment_q(o, run, seg, parts, init, "")
 }
 
 /// [`render_segment`] with the query `q` appended to its URIs.
-pub fn render_segment_q(
-    o: &mut String,
-    run: &str,
-    seg: &SegmentView,
-    parts: bool,
-    init: &mut Option<u32>,
-    q: &str,
-) {
+pub fn render_segment_q(o: &mut String, run: &str, seg: &SegmentView, parts: bool, init: &mut Option<u32>, q: &str) {
     if seg.discontinuity {
         o.push_str("#EXT-X-DISCONTINUITY\n");
     }
     if *init != Some(seg.init_id) {
-        let _ = writeln!(
-            o,
-            "#EXT-X-MAP:URI=\"{}\"",
-            with_query(names::init(run, seg.init_id), q)
-        );
+        let _ = writeln!(o, "#EXT-X-MAP:URI=\"{}\"", with_query(names::init(run, seg.init_id), q));
         *init = Some(seg.init_id);
     }
     let _ = writeln!(o, "#EXT-X-PROGRAM-DATE-TIME:{}", format_pdt(seg.pdt));
@@ -191,11 +160,7 @@ pub fn render_segment_q(
                 "#EXT-X-PART:DURATION={},URI=\"{}\"{}",
                 secs(p.duration),
                 with_query(names::part(run, p.global), q),
-                if p.independent {
-                    ",INDEPENDENT=YES"
-                } else {
-                    ""
-                }
+                if p.independent { ",INDEPENDENT=YES" } else { "" }
             );
         }
     }

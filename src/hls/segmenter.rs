@@ -38,28 +38,16 @@ pub const MIN_MAX_SEGMENT: u64 = 10 * TIMESCALE as u64;
 /// by then the segment is ended, frames are dropped until the next IDR, and that segment starts
 /// with EXT-X-DISCONTINUITY (memory stays bounded; the encoder's GOP is misconfigured).
 pub fn max_segment(segment_target: u64) -> u64 {
-    segment_target
-        .saturating_mul(MAX_SEGMENT_TARGETS)
-        .max(MIN_MAX_SEGMENT)
+    segment_target.saturating_mul(MAX_SEGMENT_TARGETS).max(MIN_MAX_SEGMENT)
 }
 
 /// What the segmenter produces.
 #[derive(Debug, Clone)]
 pub enum Output {
     /// A new init segment (first format, or a format change).
-    Init {
-        id: u32,
-        data: Bytes,
-        info: TrackInfo,
-        part_target: u64,
-    },
+    Init { id: u32, data: Bytes, info: TrackInfo, part_target: u64 },
     /// A segment begins; its first part follows.
-    SegmentStart {
-        msn: u64,
-        pdt: SystemTime,
-        discontinuity: bool,
-        init_id: u32,
-    },
+    SegmentStart { msn: u64, pdt: SystemTime, discontinuity: bool, init_id: u32 },
     /// A part of the open segment is complete.
     Part(PartOut),
     /// The open segment is complete.
@@ -199,12 +187,7 @@ impl Segmenter {
         self.init_id = self.next_init_id;
         self.next_init_id += 1;
         let data = fmp4::init_segment(&info)?;
-        out.push(Output::Init {
-            id: self.init_id,
-            data,
-            info: info.clone(),
-            part_target: self.part_target,
-        });
+        out.push(Output::Init { id: self.init_id, data, info: info.clone(), part_target: self.part_target });
         self.info = Some(info);
         Ok(())
     }
@@ -239,10 +222,7 @@ impl Segmenter {
 
         // Settle the previous frame's duration now that its successor is known.
         if let Some(last) = self.pending.last() {
-            let before: u64 = self.pending[..self.pending.len() - 1]
-                .iter()
-                .map(|p| p.duration)
-                .sum();
+            let before: u64 = self.pending[..self.pending.len() - 1].iter().map(|p| p.duration).sum();
             let mut dur = out_dts.saturating_sub(last.out_dts);
             if dur == 0 {
                 // Non-increasing timestamps: place the frame one nominal duration later.
@@ -267,10 +247,7 @@ impl Segmenter {
             // the target in frames: that keeps a keyframe interval shorter than the target from
             // leaving a short part mid-segment, and a burst of late frames (compressed in media
             // time) from merging two GOPs.
-            let seg = self
-                .open
-                .as_ref()
-                .map(|s| (self.open_duration(s), s.frames + self.pending.len() as u64));
+            let seg = self.open.as_ref().map(|s| (self.open_duration(s), s.frames + self.pending.len() as u64));
             match seg {
                 Some((d, n))
                     if d + self.nominal / 2 >= self.cfg.segment_target
@@ -294,18 +271,11 @@ impl Segmenter {
             // Only reached with an IDR (wait_idr or a cut at an IDR).
             let msn = self.next_msn;
             self.next_msn += 1;
-            self.open = Some(OpenSegment {
-                msn,
-                start: self.part_end,
-                parts: 0,
-                frames: 0,
-            });
+            self.open = Some(OpenSegment { msn, start: self.part_end, parts: 0, frames: 0 });
             out.push(Output::SegmentStart {
                 msn,
                 pdt: f.capture,
-                discontinuity: std::mem::take(&mut self.discontinuity)
-                    | std::mem::take(&mut self.timeline_jump)
-                    | jump,
+                discontinuity: std::mem::take(&mut self.discontinuity) | std::mem::take(&mut self.timeline_jump) | jump,
                 init_id: self.init_id,
             });
             self.wait_idr = false;
@@ -317,11 +287,7 @@ impl Segmenter {
             }
             out_dts = self.part_end;
         }
-        self.pending.push(Pending {
-            out_dts,
-            duration: self.nominal,
-            frame: f,
-        });
+        self.pending.push(Pending { out_dts, duration: self.nominal, frame: f });
         let total: u64 = self.pending.iter().map(|p| p.duration).sum();
         if total + self.nominal > self.part_target {
             // No further frame fits: the last one fills the part to PART-TARGET.
@@ -334,9 +300,7 @@ impl Segmenter {
 
     /// Ends the open segment if one more frame would take it past [`max_segment`] (no IDR came).
     fn check_overdue(&mut self, out: &mut Vec<Output>) -> Result<(), MuxError> {
-        let Some(open) = self.open.as_ref() else {
-            return Ok(());
-        };
+        let Some(open) = self.open.as_ref() else { return Ok(()) };
         let duration = self.open_duration(open);
         if duration + self.nominal <= self.max_segment {
             return Ok(());
@@ -371,11 +335,7 @@ impl Segmenter {
         let samples: Vec<Sample> = self
             .pending
             .iter()
-            .map(|p| Sample {
-                duration: p.duration as u32,
-                data: p.frame.data.clone(),
-                sync: p.frame.idr,
-            })
+            .map(|p| Sample { duration: p.duration as u32, data: p.frame.data.clone(), sync: p.frame.idr })
             .collect();
         // u32 (ISO/IEC 14496-12 mfhd): at 30 parts/s it wraps after 4.5 years; it then restarts
         // at 1 (0 is not a valid sequence number). Players use it only to order fragments of one
@@ -392,10 +352,7 @@ impl Segmenter {
             independent: self.pending[0].frame.idr,
             last_arrived: self.pending.last().unwrap().frame.arrived,
             frames: self.pending.len() as u32,
-            keyframe: self.pending[0]
-                .frame
-                .idr
-                .then(|| self.pending[0].frame.data.clone()),
+            keyframe: self.pending[0].frame.idr.then(|| self.pending[0].frame.data.clone()),
         };
         open.parts += 1;
         open.frames += self.pending.len() as u64;
@@ -410,10 +367,7 @@ impl Segmenter {
         self.publish_part(out)?;
         if let Some(s) = self.open.take() {
             let duration = self.part_end - s.start;
-            out.push(Output::SegmentEnd {
-                msn: s.msn,
-                duration,
-            });
+            out.push(Output::SegmentEnd { msn: s.msn, duration });
         }
         Ok(())
     }

@@ -8,10 +8,7 @@ use std::time::Duration;
 /// SPS/PPS of a 320x240 stream (x264, Baseline, VUI 30 fps).
 pub(crate) fn info(frame_duration: u32) -> TrackInfo {
     // Baseline 320x240 SPS without VUI, parsed by h264-reader.
-    let sps = [
-        0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
-        0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
-    ];
+    let sps = [0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60];
     let pps = [0x68, 0xcb, 0x83, 0xcb, 0x20];
     track_info(&sps, &pps, Some(frame_duration)).expect("test SPS parses")
 }
@@ -20,9 +17,7 @@ pub(crate) fn frame(n: u64, dts: u64, idr: bool) -> Frame {
     let nal: Vec<u8> = vec![if idr { 0x65 } else { 0x41 }, 0x88, n as u8, 7, 7, 7];
     Frame {
         dts,
-        capture: SystemTime::UNIX_EPOCH
-            + Duration::from_secs(1_800_000_000)
-            + Duration::from_nanos(dts * 100_000 / 9),
+        capture: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + Duration::from_nanos(dts * 100_000 / 9),
         data: crate::h264::to_avcc([&nal[..]]),
         idr,
         arrived: Instant::now(),
@@ -30,39 +25,23 @@ pub(crate) fn frame(n: u64, dts: u64, idr: bool) -> Frame {
 }
 
 fn cfg() -> SegmenterConfig {
-    SegmenterConfig {
-        segment_target: 90_000,
-        part_target: 18_000,
-    }
+    SegmenterConfig { segment_target: 90_000, part_target: 18_000 }
 }
 
 /// Runs frames (dts, idr) through a segmenter and returns its outputs.
-fn run(
-    frames: impl IntoIterator<Item = (u64, bool)>,
-    fd: u32,
-    cfg: SegmenterConfig,
-) -> Vec<Output> {
+fn run(frames: impl IntoIterator<Item = (u64, bool)>, fd: u32, cfg: SegmenterConfig) -> Vec<Output> {
     let mut s = Segmenter::new(cfg);
     let mut out = Vec::new();
     s.push(SourceEvent::Format(info(fd)), &mut out).unwrap();
     for (n, (dts, idr)) in frames.into_iter().enumerate() {
-        s.push(SourceEvent::Frame(frame(n as u64, dts, idr)), &mut out)
-            .unwrap();
+        s.push(SourceEvent::Frame(frame(n as u64, dts, idr)), &mut out).unwrap();
     }
     s.push(SourceEvent::End, &mut out).unwrap();
     out
 }
 
 fn parts(out: &[Output]) -> Vec<&PartOut> {
-    out.iter()
-        .filter_map(|o| {
-            if let Output::Part(p) = o {
-                Some(p)
-            } else {
-                None
-            }
-        })
-        .collect()
+    out.iter().filter_map(|o| if let Output::Part(p) = o { Some(p) } else { None }).collect()
 }
 
 fn moof(p: &PartOut) -> Moof {
@@ -88,13 +67,7 @@ fn check_invariants(out: &[Output], part_target: u64) {
         };
         let sum: u64 = durations.iter().map(|&d| d as u64).sum();
         assert_eq!(sum, p.duration, "trun durations sum to the part duration");
-        assert!(
-            p.duration <= part_target,
-            "part {} is {} > {}",
-            p.global,
-            p.duration,
-            part_target
-        );
+        assert!(p.duration <= part_target, "part {} is {} > {}", p.global, p.duration, part_target);
         next_tfdt = Some(tfdt + sum);
     }
 }
@@ -107,26 +80,9 @@ fn regular_30fps_one_second_gop() {
     let ps = parts(&out);
     assert_eq!(ps.len(), 15, "6 frames per 200 ms part");
     assert!(ps.iter().all(|p| p.frames == 6 && p.duration == 18_000));
-    let indep: Vec<u32> = ps
-        .iter()
-        .filter(|p| p.independent)
-        .map(|p| p.index)
-        .collect();
-    assert_eq!(
-        indep,
-        vec![0, 0, 0],
-        "each segment's first part is independent"
-    );
-    let ends: Vec<u64> = out
-        .iter()
-        .filter_map(|o| {
-            if let Output::SegmentEnd { duration, .. } = o {
-                Some(*duration)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let indep: Vec<u32> = ps.iter().filter(|p| p.independent).map(|p| p.index).collect();
+    assert_eq!(indep, vec![0, 0, 0], "each segment's first part is independent");
+    let ends: Vec<u64> = out.iter().filter_map(|o| if let Output::SegmentEnd { duration, .. } = o { Some(*duration) } else { None }).collect();
     assert_eq!(ends, vec![90_000, 90_000, 90_000]);
     assert!(matches!(out.last(), Some(Output::End)));
 }
@@ -137,14 +93,9 @@ fn part_is_published_with_its_last_frame_not_the_next() {
     let mut out = Vec::new();
     s.push(SourceEvent::Format(info(3000)), &mut out).unwrap();
     for n in 0..6u64 {
-        s.push(SourceEvent::Frame(frame(n, n * 3000, n == 0)), &mut out)
-            .unwrap();
+        s.push(SourceEvent::Frame(frame(n, n * 3000, n == 0)), &mut out).unwrap();
     }
-    assert_eq!(
-        parts(&out).len(),
-        1,
-        "published on the 6th frame, before the 7th arrives"
-    );
+    assert_eq!(parts(&out).len(), 1, "published on the 6th frame, before the 7th arrives");
     assert_eq!(s.next_global_part(), 1);
 }
 
@@ -154,16 +105,7 @@ fn long_gop_gives_long_segments_cut_at_idr_only() {
     let frames = (0..180u64).map(|n| (n * 3600, n % 60 == 0));
     let out = run(frames, 3600, cfg());
     check_invariants(&out, 18_000);
-    let ends: Vec<u64> = out
-        .iter()
-        .filter_map(|o| {
-            if let Output::SegmentEnd { duration, .. } = o {
-                Some(*duration)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let ends: Vec<u64> = out.iter().filter_map(|o| if let Output::SegmentEnd { duration, .. } = o { Some(*duration) } else { None }).collect();
     assert_eq!(ends, vec![216_000, 216_000, 216_000]);
     // Every segment starts with an IDR part.
     let ps = parts(&out);
@@ -175,8 +117,7 @@ fn part_target_rounds_down_to_whole_frames() {
     // 24 fps (3750 ticks): 200 ms holds 4 whole frames, so PART-TARGET is 166.7 ms.
     let s = {
         let mut s = Segmenter::new(cfg());
-        s.push(SourceEvent::Format(info(3750)), &mut Vec::new())
-            .unwrap();
+        s.push(SourceEvent::Format(info(3750)), &mut Vec::new()).unwrap();
         s
     };
     assert_eq!(s.part_target(), 15_000);
@@ -199,10 +140,7 @@ fn jitter_and_gaps_keep_tfdt_continuous_and_parts_bounded() {
     // The media timeline still covers (nearly) the real elapsed time: gaps were absorbed
     // inside parts (a 400 ms stall is beyond one part and is dropped instead).
     let total: u64 = parts(&out).iter().map(|p| p.duration).sum();
-    assert!(
-        total >= dts - 36_000 - 120_000 && total <= dts + 3000,
-        "total {total} vs dts span {dts}"
-    );
+    assert!(total >= dts - 36_000 - 120_000 && total <= dts + 3000, "total {total} vs dts span {dts}");
 }
 
 #[test]
@@ -211,62 +149,28 @@ fn discontinuity_and_format_change_start_a_new_segment_at_an_idr() {
     let mut out = Vec::new();
     s.push(SourceEvent::Format(info(3000)), &mut out).unwrap();
     for n in 0..40u64 {
-        s.push(
-            SourceEvent::Frame(frame(n, n * 3000, n % 30 == 0)),
-            &mut out,
-        )
-        .unwrap();
+        s.push(SourceEvent::Frame(frame(n, n * 3000, n % 30 == 0)), &mut out).unwrap();
     }
-    s.push(
-        SourceEvent::Discontinuity {
-            reason: "test".into(),
-        },
-        &mut out,
-    )
-    .unwrap();
+    s.push(SourceEvent::Discontinuity { reason: "test".into() }, &mut out).unwrap();
     // Non-IDR frames after a restart are dropped until an IDR.
-    s.push(SourceEvent::Frame(frame(0, 5, false)), &mut out)
-        .unwrap();
+    s.push(SourceEvent::Frame(frame(0, 5, false)), &mut out).unwrap();
     assert_eq!(s.stats.frames_dropped_waiting_idr, 1);
     for n in 0..10u64 {
-        s.push(
-            SourceEvent::Frame(frame(n, 1000 + n * 3000, n == 0)),
-            &mut out,
-        )
-        .unwrap();
+        s.push(SourceEvent::Frame(frame(n, 1000 + n * 3000, n == 0)), &mut out).unwrap();
     }
     // A format change: new init and another discontinuity.
     s.push(SourceEvent::Format(info(3600)), &mut out).unwrap();
     for n in 0..10u64 {
-        s.push(SourceEvent::Frame(frame(n, n * 3600, n == 0)), &mut out)
-            .unwrap();
+        s.push(SourceEvent::Frame(frame(n, n * 3600, n == 0)), &mut out).unwrap();
     }
     s.push(SourceEvent::End, &mut out).unwrap();
     check_invariants(&out, 18_000);
     let starts: Vec<(u64, bool, u32)> = out
         .iter()
-        .filter_map(|o| {
-            if let Output::SegmentStart {
-                msn,
-                discontinuity,
-                init_id,
-                ..
-            } = o
-            {
-                Some((*msn, *discontinuity, *init_id))
-            } else {
-                None
-            }
-        })
+        .filter_map(|o| if let Output::SegmentStart { msn, discontinuity, init_id, .. } = o { Some((*msn, *discontinuity, *init_id)) } else { None })
         .collect();
-    assert_eq!(
-        starts,
-        vec![(0, false, 0), (1, false, 0), (2, true, 0), (3, true, 1)]
-    );
-    let inits = out
-        .iter()
-        .filter(|o| matches!(o, Output::Init { .. }))
-        .count();
+    assert_eq!(starts, vec![(0, false, 0), (1, false, 0), (2, true, 0), (3, true, 1)]);
+    let inits = out.iter().filter(|o| matches!(o, Output::Init { .. })).count();
     assert_eq!(inits, 2);
 }
 
@@ -292,22 +196,9 @@ fn long_uptimes_keep_tfdt_msn_and_mfhd_in_range() {
         // The source's own dts is far past ours (an arrival clock started earlier): rebased.
         let src0 = ticks * 2 + 12_345;
         for n in 0..90u64 {
-            s.push(
-                SourceEvent::Frame(frame(n, src0 + n * 3000, n % 30 == 0)),
-                &mut out,
-            )
-            .unwrap();
+            s.push(SourceEvent::Frame(frame(n, src0 + n * 3000, n % 30 == 0)), &mut out).unwrap();
         }
-        let msns: Vec<u64> = out
-            .iter()
-            .filter_map(|o| {
-                if let Output::SegmentStart { msn, .. } = o {
-                    Some(*msn)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let msns: Vec<u64> = out.iter().filter_map(|o| if let Output::SegmentStart { msn, .. } = o { Some(*msn) } else { None }).collect();
         assert_eq!(msns, vec![segs, segs + 1, segs + 2], "{days} days");
         let ps = parts(&out);
         let mut tfdt = ticks;
@@ -315,11 +206,7 @@ fn long_uptimes_keep_tfdt_msn_and_mfhd_in_range() {
         for (i, p) in ps.iter().enumerate() {
             assert_eq!(p.global, segs * 5 + i as u64);
             let m = moof(p);
-            assert_eq!(
-                m.traf[0].tfdt.as_ref().unwrap().base_media_decode_time,
-                tfdt,
-                "{days} days part {i}"
-            );
+            assert_eq!(m.traf[0].tfdt.as_ref().unwrap().base_media_decode_time, tfdt, "{days} days part {i}");
             // tfdt must be written as version 1 (64-bit): full box version byte after the size/type.
             let tfdt_at = p.data.windows(4).position(|w| w == b"tfdt").unwrap();
             assert_eq!(p.data[tfdt_at + 4], 1, "tfdt version 1");
@@ -346,46 +233,17 @@ fn no_idr_ends_the_segment_at_the_maximum_and_drops_until_the_next() {
     let mut out = Vec::new();
     s.push(SourceEvent::Format(info(3000)), &mut out).unwrap();
     for (n, (dts, idr)) in frames.enumerate() {
-        s.push(SourceEvent::Frame(frame(n as u64, dts, idr)), &mut out)
-            .unwrap();
+        s.push(SourceEvent::Frame(frame(n as u64, dts, idr)), &mut out).unwrap();
     }
     s.push(SourceEvent::End, &mut out).unwrap();
-    let ends: Vec<u64> = out
-        .iter()
-        .filter_map(|o| {
-            if let Output::SegmentEnd { duration, .. } = o {
-                Some(*duration)
-            } else {
-                None
-            }
-        })
-        .collect();
-    assert_eq!(
-        ends,
-        vec![10 * 90_000, 10 * 90_000],
-        "10 s, then the 10 s from the IDR at 20 s"
-    );
-    let overdue: Vec<_> = out
-        .iter()
-        .filter(|o| matches!(o, Output::IdrOverdue { .. }))
-        .collect();
+    let ends: Vec<u64> = out.iter().filter_map(|o| if let Output::SegmentEnd { duration, .. } = o { Some(*duration) } else { None }).collect();
+    assert_eq!(ends, vec![10 * 90_000, 10 * 90_000], "10 s, then the 10 s from the IDR at 20 s");
+    let overdue: Vec<_> = out.iter().filter(|o| matches!(o, Output::IdrOverdue { .. })).collect();
     assert_eq!(overdue.len(), 1, "one per overdue episode");
-    let starts: Vec<bool> = out
-        .iter()
-        .filter_map(|o| {
-            if let Output::SegmentStart { discontinuity, .. } = o {
-                Some(*discontinuity)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let starts: Vec<bool> = out.iter().filter_map(|o| if let Output::SegmentStart { discontinuity, .. } = o { Some(*discontinuity) } else { None }).collect();
     assert_eq!(starts, vec![false, true]);
     assert_eq!(s.stats.idr_overdue_cuts, 1);
-    assert_eq!(
-        s.stats.frames_dropped_idr_overdue, 300,
-        "frames 300..600 dropped"
-    );
+    assert_eq!(s.stats.frames_dropped_idr_overdue, 300, "frames 300..600 dropped");
     check_invariants(&out, s.part_target());
 }
 
@@ -397,31 +255,17 @@ fn gaps_over_the_target_mark_the_segment_where_pdt_jumps() {
     let starts = |frames: Vec<(u64, bool)>| -> Vec<bool> {
         let out = run(frames, 3000, cfg());
         check_invariants(&out, 18_000);
-        out.iter()
-            .filter_map(|o| {
-                if let Output::SegmentStart { discontinuity, .. } = o {
-                    Some(*discontinuity)
-                } else {
-                    None
-                }
-            })
-            .collect()
+        out.iter().filter_map(|o| if let Output::SegmentStart { discontinuity, .. } = o { Some(*discontinuity) } else { None }).collect()
     };
     let gap = 3 * 90_000;
     // 3 s pause just before the IDR of frame 30.
-    let at_idr = (0..90u64)
-        .map(|n| (n * 3000 + if n >= 30 { gap } else { 0 }, n % 30 == 0))
-        .collect();
+    let at_idr = (0..90u64).map(|n| (n * 3000 + if n >= 30 { gap } else { 0 }, n % 30 == 0)).collect();
     assert_eq!(starts(at_idr), vec![false, true, false]);
     // 3 s pause before frame 40 (mid-GOP): the next segment (frame 60) is marked.
-    let mid = (0..90u64)
-        .map(|n| (n * 3000 + if n >= 40 { gap } else { 0 }, n % 30 == 0))
-        .collect();
+    let mid = (0..90u64).map(|n| (n * 3000 + if n >= 40 { gap } else { 0 }, n % 30 == 0)).collect();
     assert_eq!(starts(mid), vec![false, false, true]);
     // A gap under the target is absorbed: no discontinuity.
-    let small = (0..90u64)
-        .map(|n| (n * 3000 + if n >= 40 { 30_000 } else { 0 }, n % 30 == 0))
-        .collect();
+    let small = (0..90u64).map(|n| (n * 3000 + if n >= 40 { 30_000 } else { 0 }, n % 30 == 0)).collect();
     assert_eq!(starts(small), vec![false, false, false]);
 }
 
@@ -431,13 +275,7 @@ fn gaps_over_the_target_mark_the_segment_where_pdt_jumps() {
 fn a_year_of_uptime_renders_a_valid_playlist() {
     use crate::hls::window::{Window, WindowConfig};
     let year = 365 * 86_400 * TIMESCALE as u64;
-    let (mut w, _rx) = Window::new(
-        WindowConfig {
-            segments: 6,
-            segment_target: 1.0,
-        },
-        "run".into(),
-    );
+    let (mut w, _rx) = Window::new(WindowConfig { segments: 6, segment_target: 1.0 }, "run".into());
     let mut s = Segmenter::new(cfg());
     let mut out = Vec::new();
     s.push(SourceEvent::Format(info(3000)), &mut out).unwrap();
@@ -447,25 +285,15 @@ fn a_year_of_uptime_renders_a_valid_playlist() {
     s.next_msn = segs;
     s.global_part = segs * 5;
     for n in 0..240u64 {
-        s.push(
-            SourceEvent::Frame(frame(n, year + n * 3000, n % 30 == 0)),
-            &mut out,
-        )
-        .unwrap();
+        s.push(SourceEvent::Frame(frame(n, year + n * 3000, n % 30 == 0)), &mut out).unwrap();
         w.apply(&mut out, s.next_global_part());
     }
     let snap = w.snapshot();
     let text = crate::hls::playlist::render_media(&snap, false).unwrap();
-    assert!(
-        text.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{}", segs + 1)),
-        "{text}"
-    );
+    assert!(text.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{}", segs + 1)), "{text}");
     assert!(text.contains(&format!("-p{}.m4s", segs * 5 + 39)), "{text}");
     // frame()'s capture clock starts at 2027-01-15T08:00:00Z; a year of media time later:
-    assert!(
-        text.contains("#EXT-X-PROGRAM-DATE-TIME:2028-01-15T08:00:01.000Z"),
-        "{text}"
-    );
+    assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2028-01-15T08:00:01.000Z"), "{text}");
     let p = match m3u8_rs::parse_playlist_res(text.as_bytes()) {
         Ok(m3u8_rs::Playlist::MediaPlaylist(p)) => p,
         other => panic!("{other:?}\n{text}"),

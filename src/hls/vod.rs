@@ -41,10 +41,7 @@ pub struct VodSummary {
 
 /// Temporary name beside `path` (same directory, so the rename is atomic).
 fn tmp_path(path: &Path) -> PathBuf {
-    path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ))
+    path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")))
 }
 
 /// Writes `data` to `path` atomically (temporary file in the same directory, fsync, rename).
@@ -69,12 +66,7 @@ impl SegmentFile {
     fn create(path: PathBuf) -> std::io::Result<Self> {
         let tmp = tmp_path(&path);
         let file = std::io::BufWriter::with_capacity(256 * 1024, std::fs::File::create(&tmp)?);
-        Ok(SegmentFile {
-            tmp,
-            path,
-            file,
-            bytes: 0,
-        })
+        Ok(SegmentFile { tmp, path, file, bytes: 0 })
     }
 
     fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
@@ -99,14 +91,8 @@ pub fn segment_file(
     cfg: SegmenterConfig,
     frame_duration: Option<u32>,
 ) -> Result<VodSummary, VodError> {
-    let rerr = |err| VodError::Read {
-        path: input.to_owned(),
-        err,
-    };
-    let werr = |path: &Path, err| VodError::Write {
-        path: path.to_owned(),
-        err,
-    };
+    let rerr = |err| VodError::Read { path: input.to_owned(), err };
+    let werr = |path: &Path, err| VodError::Write { path: path.to_owned(), err };
     std::fs::create_dir_all(outdir).map_err(|e| werr(outdir, e))?;
     let mut file = std::fs::File::open(input).map_err(rerr)?;
     let mut parser = AuParser::new(frame_duration);
@@ -133,10 +119,7 @@ pub fn segment_file(
             read_total += n as u64;
             parser.push(&buf[..n])
         };
-        res.map_err(|err| VodError::H264 {
-            path: input.to_owned(),
-            err,
-        })?;
+        res.map_err(|err| VodError::H264 { path: input.to_owned(), err })?;
         while let Some(item) = parser.next_item() {
             frames += matches!(item, ParsedItem::Au { .. }) as u64;
             let ev = clock.event(item);
@@ -151,12 +134,7 @@ pub fn segment_file(
                     let p = outdir.join(names::init(run, id));
                     write_atomic(&p, &data).map_err(|e| werr(&p, e))?;
                 }
-                Output::SegmentStart {
-                    msn,
-                    discontinuity,
-                    init_id,
-                    ..
-                } => {
+                Output::SegmentStart { msn, discontinuity, init_id, .. } => {
                     open = Some((msn, discontinuity, init_id));
                     let p = outdir.join(names::segment(run, msn));
                     current = Some(SegmentFile::create(p.clone()).map_err(|e| werr(&p, e))?);
@@ -180,23 +158,13 @@ pub fn segment_file(
         }
         if last_progress.elapsed() > Duration::from_secs(2) {
             last_progress = Instant::now();
-            tracing::info!(
-                read_mb = read_total / 1_000_000,
-                total_mb = total / 1_000_000,
-                frames,
-                "segmenting"
-            );
+            tracing::info!(read_mb = read_total / 1_000_000, total_mb = total / 1_000_000, frames, "segmenting");
         }
     }
     if listed.is_empty() {
         return Err(match parser.end_error() {
-            Some(err) => VodError::H264 {
-                path: input.to_owned(),
-                err,
-            },
-            None => VodError::Empty {
-                path: input.to_owned(),
-            },
+            Some(err) => VodError::H264 { path: input.to_owned(), err },
+            None => VodError::Empty { path: input.to_owned() },
         });
     }
     let longest = listed.iter().map(|s| s.1).max().unwrap_or(0) as f64 / TIMESCALE as f64;
@@ -205,13 +173,6 @@ pub fn segment_file(
     let p = outdir.join(names::MULTIVARIANT);
     write_atomic(&p, render_vod(target, &listed, run).as_bytes()).map_err(|e| werr(&p, e))?;
     // One fsync of the directory makes every rename durable.
-    std::fs::File::open(outdir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| werr(outdir, e))?;
-    Ok(VodSummary {
-        frames,
-        segments: listed.len(),
-        bytes,
-        target_duration: target,
-    })
+    std::fs::File::open(outdir).and_then(|d| d.sync_all()).map_err(|e| werr(outdir, e))?;
+    Ok(VodSummary { frames, segments: listed.len(), bytes, target_duration: target })
 }

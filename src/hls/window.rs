@@ -117,11 +117,7 @@ impl Snapshot {
 
     /// MSN of the last complete segment.
     pub fn last_complete_msn(&self) -> Option<u64> {
-        self.segments
-            .iter()
-            .rev()
-            .find(|s| s.complete)
-            .map(|s| s.msn)
+        self.segments.iter().rev().find(|s| s.complete).map(|s| s.msn)
     }
 
     /// Finds a part by run-wide number among listed and retired segments.
@@ -152,11 +148,7 @@ impl Snapshot {
         if !overdue && waited < self.idr_grace {
             return None;
         }
-        let what = if overdue {
-            "since the last segment"
-        } else {
-            "since the stream started"
-        };
+        let what = if overdue { "since the last segment" } else { "since the stream started" };
         Some(format!(
             "no IDR (keyframe) from the encoder for {:.0} s {what}: nothing new can be played. Set the \
              encoder's IDR interval to about the frame rate x segment duration (rpicam-vid --intra 30, \
@@ -167,17 +159,14 @@ impl Snapshot {
 
     /// Average bitrate of the listed complete segments, bits per second.
     pub fn bandwidth(&self) -> (u64, u64) {
-        let (bytes, ticks, peak) = self
-            .segments
-            .iter()
-            .filter(|s| s.complete && s.duration > 0)
-            .fold((0u64, 0u64, 0u64), |(b, t, p), s| {
+        let (bytes, ticks, peak) = self.segments.iter().filter(|s| s.complete && s.duration > 0).fold(
+            (0u64, 0u64, 0u64),
+            |(b, t, p), s| {
                 let rate = s.len() as u64 * 8 * TIMESCALE as u64 / s.duration;
                 (b + s.len() as u64, t + s.duration, p.max(rate))
-            });
-        let avg = (bytes * 8 * TIMESCALE as u64)
-            .checked_div(ticks)
-            .unwrap_or(0);
+            },
+        );
+        let avg = (bytes * 8 * TIMESCALE as u64).checked_div(ticks).unwrap_or(0);
         (avg, peak)
     }
 }
@@ -203,25 +192,10 @@ pub struct Window {
 
 impl Window {
     pub fn new(cfg: WindowConfig, run_id: String) -> (Self, watch::Receiver<Arc<Snapshot>>) {
-        let idr_grace = Duration::from_secs_f64(
-            max_segment(ticks(cfg.segment_target)) as f64 / TIMESCALE as f64,
-        );
-        let state = Snapshot {
-            run_id,
-            idr_grace,
-            ..Default::default()
-        };
+        let idr_grace = Duration::from_secs_f64(max_segment(ticks(cfg.segment_target)) as f64 / TIMESCALE as f64);
+        let state = Snapshot { run_id, idr_grace, ..Default::default() };
         let (tx, rx) = watch::channel(Arc::new(state.clone_shallow()));
-        (
-            Window {
-                cfg,
-                state,
-                open: None,
-                tx,
-                overlong: 0,
-            },
-            rx,
-        )
+        (Window { cfg, state, open: None, tx, overlong: 0 }, rx)
     }
 
     /// Applies segmenter outputs and publishes one new snapshot.
@@ -238,34 +212,19 @@ impl Window {
 
     fn apply_one(&mut self, o: Output) {
         match o {
-            Output::Init {
-                id,
-                data,
-                info,
-                part_target,
-            } => {
+            Output::Init { id, data, info, part_target } => {
                 self.state.part_target = part_target;
                 self.state.inits.push(InitView { id, data, info });
                 // Keep inits still referenced by listed or retired segments, plus the newest.
                 let used: Vec<u32> = self.state.all_segments().map(|s| s.init_id).collect();
                 let newest = id;
-                self.state
-                    .inits
-                    .retain(|i| i.id == newest || used.contains(&i.id));
-                if self.open.is_none()
-                    && self.state.segments.is_empty()
-                    && self.state.awaiting_idr.is_none()
-                {
+                self.state.inits.retain(|i| i.id == newest || used.contains(&i.id));
+                if self.open.is_none() && self.state.segments.is_empty() && self.state.awaiting_idr.is_none() {
                     self.state.awaiting_idr = Some((Instant::now(), false));
                 }
             }
             Output::IdrOverdue { .. } => self.state.awaiting_idr = Some((Instant::now(), true)),
-            Output::SegmentStart {
-                msn,
-                pdt,
-                discontinuity,
-                init_id,
-            } => {
+            Output::SegmentStart { msn, pdt, discontinuity, init_id } => {
                 self.state.awaiting_idr = None;
                 self.open = Some(SegmentView {
                     msn,
@@ -284,9 +243,7 @@ impl Window {
     }
 
     fn add_part(&mut self, p: PartOut) {
-        let Some(open) = self.open.as_mut() else {
-            return;
-        };
+        let Some(open) = self.open.as_mut() else { return };
         if let (Some(data), Some(init)) = (p.keyframe, self.state.inits.last()) {
             self.state.keyframe = Some(Arc::new(Keyframe {
                 part: p.global,
@@ -296,20 +253,13 @@ impl Window {
             }));
         }
         open.duration += p.duration;
-        open.parts.push(PartView {
-            global: p.global,
-            duration: p.duration,
-            independent: p.independent,
-            data: p.data,
-        });
+        open.parts.push(PartView { global: p.global, duration: p.duration, independent: p.independent, data: p.data });
         self.sync_open();
     }
 
     /// Mirrors the open segment into the snapshot's last listed entry.
     fn sync_open(&mut self) {
-        let Some(open) = self.open.as_ref() else {
-            return;
-        };
+        let Some(open) = self.open.as_ref() else { return };
         let view = Arc::new(open.clone());
         match self.state.segments.last_mut() {
             Some(last) if last.msn == open.msn => *last = view,
@@ -318,9 +268,7 @@ impl Window {
     }
 
     fn end_segment(&mut self, msn: u64, duration: u64) {
-        let Some(mut open) = self.open.take() else {
-            return;
-        };
+        let Some(mut open) = self.open.take() else { return };
         debug_assert_eq!(open.msn, msn);
         open.complete = true;
         open.duration = duration;
@@ -328,12 +276,7 @@ impl Window {
         let target = match self.state.target_duration {
             Some(t) => t,
             None => {
-                let t = self
-                    .cfg
-                    .segment_target
-                    .ceil()
-                    .max((secs - 0.001).ceil())
-                    .max(1.0) as u32;
+                let t = self.cfg.segment_target.ceil().max((secs - 0.001).ceil()).max(1.0) as u32;
                 if secs > self.cfg.segment_target + 0.5 {
                     tracing::warn!(
                         segment_secs = secs,
@@ -350,12 +293,7 @@ impl Window {
         };
         if secs.round() > target as f64 {
             self.overlong += 1;
-            tracing::warn!(
-                msn,
-                segment_secs = secs,
-                target,
-                "segment longer than TARGETDURATION: encoder IDR interval grew"
-            );
+            tracing::warn!(msn, segment_secs = secs, target, "segment longer than TARGETDURATION: encoder IDR interval grew");
         }
         self.replace_open(open);
         self.trim();
@@ -363,12 +301,7 @@ impl Window {
 
     /// Replaces the open segment's mirror in the snapshot with its final form (dropped if empty).
     fn replace_open(&mut self, seg: SegmentView) {
-        if self
-            .state
-            .segments
-            .last()
-            .is_some_and(|last| last.msn == seg.msn)
-        {
+        if self.state.segments.last().is_some_and(|last| last.msn == seg.msn) {
             self.state.segments.pop();
         }
         if !seg.parts.is_empty() {

@@ -9,8 +9,8 @@
 //! ([`crate::hls::playlist`]), so players that send no cookies or headers (Safari, iOS) follow
 //! them. Basic credentials are compared in constant time (`subtle`).
 
-use super::handlers::{HttpState, Resp};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use super::handlers::{HttpState, Resp};
 use base64::Engine;
 use http::{header, Request, StatusCode};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -23,12 +23,7 @@ pub const PREFIX: &str = "prefix";
 pub const SIG: &str = "sig";
 
 /// Characters of a prefix kept as they are in the query (RFC 3986 unreserved and `/`).
-const PREFIX_KEEP: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'/');
+const PREFIX_KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
 
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,12 +86,7 @@ pub fn covers(prefix: &str, path: &str) -> bool {
 
 /// Checks the signed-URL parameters in `query` for `path` at `now` (Unix seconds). On success
 /// returns the parameters to carry into the URIs of a playlist (canonical form).
-pub fn verify(
-    secret: &hmac::Key,
-    query: Option<&str>,
-    path: &str,
-    now: u64,
-) -> Result<String, Denied> {
+pub fn verify(secret: &hmac::Key, query: Option<&str>, path: &str, now: u64) -> Result<String, Denied> {
     let (mut expires, mut prefix, mut sig) = (None, None, None);
     for pair in query.unwrap_or("").split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -116,9 +106,7 @@ pub fn verify(
         _ => return Err(Denied::Malformed),
     };
     let expires: u64 = expires.parse().map_err(|_| Denied::Malformed)?;
-    let prefix = percent_decode_str(prefix)
-        .decode_utf8()
-        .map_err(|_| Denied::Malformed)?;
+    let prefix = percent_decode_str(prefix).decode_utf8().map_err(|_| Denied::Malformed)?;
     let tag = URL_SAFE_NO_PAD.decode(sig).map_err(|_| Denied::Malformed)?;
     if !prefix.starts_with('/') {
         return Err(Denied::Malformed);
@@ -131,10 +119,7 @@ pub fn verify(
     if !covers(&prefix, path) {
         return Err(Denied::OtherPath);
     }
-    Ok(format!(
-        "{EXPIRES}={expires}&{PREFIX}={}&{SIG}={sig}",
-        utf8_percent_encode(&prefix, PREFIX_KEEP)
-    ))
+    Ok(format!("{EXPIRES}={expires}&{PREFIX}={}&{SIG}={sig}", utf8_percent_encode(&prefix, PREFIX_KEEP)))
 }
 
 /// Expected `user:password` of basic auth.
@@ -146,25 +131,18 @@ pub struct Basic {
 
 impl Basic {
     pub fn new(user_password: &str, challenge: &'static str) -> Basic {
-        Basic {
-            expected: user_password.as_bytes().to_vec(),
-            challenge,
-        }
+        Basic { expected: user_password.as_bytes().to_vec(), challenge }
     }
 
     /// Checks an `Authorization` header value.
     pub fn check(&self, header: Option<&[u8]>) -> Result<(), Denied> {
         let h = header.ok_or(Denied::Missing)?;
-        let h = std::str::from_utf8(h)
-            .map_err(|_| Denied::BadPassword)?
-            .trim();
+        let h = std::str::from_utf8(h).map_err(|_| Denied::BadPassword)?.trim();
         let (scheme, cred) = h.split_once(' ').ok_or(Denied::BadPassword)?;
         if !scheme.eq_ignore_ascii_case("basic") {
             return Err(Denied::Missing);
         }
-        let given = STANDARD
-            .decode(cred.trim())
-            .map_err(|_| Denied::BadPassword)?;
+        let given = STANDARD.decode(cred.trim()).map_err(|_| Denied::BadPassword)?;
         if bool::from(given.ct_eq(&self.expected)) {
             Ok(())
         } else {
@@ -189,29 +167,19 @@ impl Access {
         Access {
             signed: access_secret.map(|s| hmac::Key::new(hmac::HMAC_SHA256, s.as_bytes())),
             basic: basic.map(|b| Basic::new(b, "Basic realm=\"hlsd\", charset=\"UTF-8\"")),
-            metrics: metrics
-                .map(|b| Basic::new(b, "Basic realm=\"hlsd metrics\", charset=\"UTF-8\"")),
+            metrics: metrics.map(|b| Basic::new(b, "Basic realm=\"hlsd metrics\", charset=\"UTF-8\"")),
         }
     }
 
     /// Viewer check: `Ok(token query to carry, "" for none)`; with both methods configured,
     /// either grants access.
-    pub fn viewer(
-        &self,
-        query: Option<&str>,
-        path: &str,
-        authorization: Option<&[u8]>,
-        now: u64,
-    ) -> Result<String, Denied> {
+    pub fn viewer(&self, query: Option<&str>, path: &str, authorization: Option<&[u8]>, now: u64) -> Result<String, Denied> {
         let signed_err = match self.signed.as_ref().map(|k| verify(k, query, path, now)) {
             Some(Ok(q)) => return Ok(q),
             Some(Err(e)) => Some(e),
             None => None,
         };
-        match (
-            signed_err,
-            self.basic.as_ref().map(|b| b.check(authorization)),
-        ) {
+        match (signed_err, self.basic.as_ref().map(|b| b.check(authorization))) {
             (None, None) | (_, Some(Ok(()))) => Ok(String::new()),
             // A present but bad signature is the more useful answer than "no password".
             (Some(e), _) if e != Denied::Missing => Err(e),
@@ -224,40 +192,20 @@ impl Access {
 
 /// Checks access; `Ok` carries the signed-URL query to append to playlist URIs ("" for none),
 /// `Err` why not and the basic-auth challenge to send, if any.
-pub(super) fn guard<B>(
-    state: &HttpState,
-    req: &Request<B>,
-    rest: &str,
-    status_route: bool,
-) -> Result<String, (Denied, Option<&'static str>)> {
-    let authz = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
+pub(super) fn guard<B>(state: &HttpState, req: &Request<B>, rest: &str, status_route: bool) -> Result<String, (Denied, Option<&'static str>)> {
+    let authz = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
     let (res, basic) = if status_route {
-        let Some(b) = &state.access.metrics else {
-            return Ok(String::new());
-        };
+        let Some(b) = &state.access.metrics else { return Ok(String::new()) };
         (b.check(authz).map(|_| String::new()), Some(b))
     } else {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let public = format!("{}{rest}", state.base);
-        (
-            state.access.viewer(req.uri().query(), &public, authz, now),
-            state.access.basic.as_ref(),
-        )
+        (state.access.viewer(req.uri().query(), &public, authz, now), state.access.basic.as_ref())
     };
     res.map_err(|e| {
-        crate::metrics::get()
-            .http_denied
-            .get_or_create(&crate::metrics::ReasonLabels { reason: e.label() })
-            .inc();
+        crate::metrics::get().http_denied.get_or_create(&crate::metrics::ReasonLabels { reason: e.label() }).inc();
         tracing::debug!(path = rest, reason = %e, "request denied");
-        let challenge = basic
-            .filter(|_| matches!(e, Denied::Missing | Denied::BadPassword))
-            .map(|b| b.challenge);
+        let challenge = basic.filter(|_| matches!(e, Denied::Missing | Denied::BadPassword)).map(|b| b.challenge);
         (e, challenge)
     })
 }
@@ -266,8 +214,7 @@ pub(super) fn guard<B>(
 pub(super) fn denied(e: &Denied, challenge: Option<&'static str>) -> Resp {
     match challenge {
         Some(c) => {
-            let mut r =
-                super::handlers::plain(StatusCode::UNAUTHORIZED, "authentication required\n");
+            let mut r = super::handlers::plain(StatusCode::UNAUTHORIZED, "authentication required\n");
             super::handlers::set(&mut r, header::WWW_AUTHENTICATE, c);
             r
         }
@@ -279,9 +226,7 @@ pub(super) fn denied(e: &Denied, challenge: Option<&'static str>) -> Resp {
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (e.g. 90s, 30m, 24h, 7d)"))?;
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 90s, 30m, 24h, 7d)"))?;
     let mul = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -289,8 +234,7 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         "d" => 86_400,
         _ => return Err(format!("'{s}': unit must be s, m, h or d")),
     };
-    n.checked_mul(mul)
-        .ok_or_else(|| format!("'{s}' is too long"))
+    n.checked_mul(mul).ok_or_else(|| format!("'{s}' is too long"))
 }
 
 #[cfg(test)]

@@ -142,11 +142,7 @@ impl Activity {
         if s.handling > 0 {
             return None;
         }
-        let why = if s.read_since_idle && !s.h2 {
-            Expired::Header
-        } else {
-            Expired::Idle
-        };
+        let why = if s.read_since_idle && !s.h2 { Expired::Header } else { Expired::Idle };
         Some((s.idle_since + t.idle, why))
     }
 }
@@ -191,10 +187,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(_)) = &r {
@@ -228,11 +221,7 @@ impl Socket for tokio::net::TcpStream {
         let mut n: libc::c_int = 0;
         // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one int to the pointer we pass, on our socket.
         let rc = unsafe { libc::ioctl(self.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
-        if rc == 0 {
-            n.max(0) as usize
-        } else {
-            0
-        }
+        if rc == 0 { n.max(0) as usize } else { 0 }
     }
     #[cfg(not(target_os = "linux"))]
     fn unsent(&self) -> usize {
@@ -241,10 +230,7 @@ impl Socket for tokio::net::TcpStream {
 
     fn abort_on_close(&self) {
         use std::os::fd::AsRawFd;
-        let l = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
+        let l = libc::linger { l_onoff: 1, l_linger: 0 };
         // SAFETY: setsockopt reads `l` (its size is passed) on a socket we own.
         unsafe {
             libc::setsockopt(
@@ -303,10 +289,7 @@ impl<T: Socket> GuardedIo<T> {
             self.inner.abort_on_close();
         }
         (self.on_expire)(why);
-        io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("connection timed out ({})", why.label()),
-        )
+        io::Error::new(io::ErrorKind::TimedOut, format!("connection timed out ({})", why.label()))
     }
 
     /// Checks the activity deadline while a read is pending; arms the timer for the next one.
@@ -350,11 +333,7 @@ impl<T: Socket> GuardedIo<T> {
     }
 
     /// Tracks a write-side poll result: a write pending for `write` fails.
-    fn write_result<R>(
-        &mut self,
-        cx: &mut Context<'_>,
-        r: Poll<io::Result<R>>,
-    ) -> Poll<io::Result<R>> {
+    fn write_result<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
         if r.is_ready() {
             self.write_pending = None;
             return r;
@@ -372,11 +351,7 @@ impl<T: Socket> GuardedIo<T> {
 }
 
 impl<T: AsyncRead + Socket + Unpin> AsyncRead for GuardedIo<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -401,22 +376,14 @@ impl<T: AsyncRead + Socket + Unpin> AsyncRead for GuardedIo<T> {
 }
 
 impl<T: AsyncWrite + Socket + Unpin> AsyncWrite for GuardedIo<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);
         this.wrote(&r);
         this.write_result(cx, r)
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         this.wrote(&r);

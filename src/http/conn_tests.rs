@@ -70,19 +70,13 @@ async fn slow_loris_header_times_out_at_idle_although_bytes_arrive() {
 #[tokio::test(start_paused = true)]
 async fn held_request_never_times_out_then_idle_starts_when_it_ends() {
     let (mut io, act, mut client) = pair(64);
-    client
-        .write_all(b"GET /media.m3u8?_HLS_msn=9 HTTP/1.1\r\n\r\n")
-        .await
-        .unwrap();
+    client.write_all(b"GET /media.m3u8?_HLS_msn=9 HTTP/1.1\r\n\r\n").await.unwrap();
     let mut b = [0u8; 64];
     assert!(io.read(&mut b).await.unwrap() > 0);
     let guard = act.request();
     // Far longer than every timeout: the handler waits for data, nothing is pending.
     let r = tokio::time::timeout(Duration::from_secs(100), io.read(&mut b)).await;
-    assert!(
-        r.is_err(),
-        "a read while a handler runs must stay pending: {r:?}"
-    );
+    assert!(r.is_err(), "a read while a handler runs must stay pending: {r:?}");
     let body = guard.track(crate::http::body::Chunks::from("x"));
     drop(body); // response sent
     let (_, took) = read_err(&mut io).await;
@@ -115,11 +109,7 @@ async fn slow_but_progressing_reader_is_served() {
     let start = Instant::now();
     io.write_all(&[1u8; 256]).await.unwrap();
     io.flush().await.unwrap();
-    assert!(
-        start.elapsed() > T.write * 5,
-        "the transfer took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() > T.write * 5, "the transfer took {:?}", start.elapsed());
     assert_eq!(reader.await.unwrap(), 256);
     assert!(fired().is_empty(), "{:?}", fired());
 }
@@ -131,9 +121,7 @@ async fn response_body_without_progress_times_out_like_a_stalled_write() {
     client.write_all(b"x").await.unwrap();
     let mut b = [0u8; 8];
     assert!(io.read(&mut b).await.unwrap() > 0);
-    let _body = act
-        .request()
-        .track(crate::http::body::Chunks::from("pending"));
+    let _body = act.request().track(crate::http::body::Chunks::from("pending"));
     let (_, took) = read_err(&mut io).await;
     assert_eq!(took, T.write);
     assert_eq!(fired(), vec![Expired::Write]);
@@ -142,10 +130,7 @@ async fn response_body_without_progress_times_out_like_a_stalled_write() {
 #[tokio::test(start_paused = true)]
 async fn http2_control_frames_while_idle_count_as_idle() {
     let (mut io, _act, mut client) = pair(256);
-    client
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-        .await
-        .unwrap();
+    client.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -155,10 +140,7 @@ async fn http2_control_frames_while_idle_count_as_idle() {
         }
     });
     let (_, took) = read_err(&mut io).await;
-    assert_eq!(
-        took, T.idle,
-        "frames do not keep an HTTP/2 connection without requests open"
-    );
+    assert_eq!(took, T.idle, "frames do not keep an HTTP/2 connection without requests open");
     assert_eq!(fired(), vec![Expired::Idle]);
 }
 
@@ -170,10 +152,7 @@ async fn a_pending_write_not_retried_still_times_out() {
     assert!(io.read(&mut b).await.unwrap() > 0);
     // Fill the pipe, then one write that stays pending and is never polled again.
     io.write_all(&[0u8; 8]).await.unwrap();
-    let pending = std::future::poll_fn(|cx| {
-        Poll::Ready(Pin::new(&mut io).poll_write(cx, b"more").is_pending())
-    })
-    .await;
+    let pending = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut io).poll_write(cx, b"more").is_pending())).await;
     assert!(pending);
     let (_, took) = read_err(&mut io).await;
     assert_eq!(took, T.write);

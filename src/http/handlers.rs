@@ -6,14 +6,12 @@
 //! passes through [`finish`], which sets Content-Length and adds CORS headers (except on the
 //! status routes `/metrics` and `/healthz`).
 
-use super::auth::Access;
 use super::body::Chunks;
 use super::limits::HeldLimit;
 use super::routes::Route;
 use crate::hls::blocking::{decide, timeout_secs, Decision, Directives};
-use crate::hls::playlist::{
-    names, render_media, render_media_q, render_multivariant_to, with_query,
-};
+use super::auth::Access;
+use crate::hls::playlist::{names, render_media, render_media_q, render_multivariant_to, with_query};
 use crate::hls::window::Snapshot;
 use crate::metrics::{self, HttpLabels};
 use crate::policy::{self, content_type, Object, Playlist};
@@ -53,19 +51,8 @@ pub enum Serves {
 
 impl HttpState {
     /// State serving everything with no access control.
-    pub fn new(
-        snapshots: watch::Receiver<Arc<Snapshot>>,
-        base: String,
-        held: Arc<HeldLimit>,
-    ) -> HttpState {
-        HttpState {
-            snapshots,
-            base,
-            jpeg: Default::default(),
-            held,
-            access: Default::default(),
-            serves: Serves::Everything,
-        }
+    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, base: String, held: Arc<HeldLimit>) -> HttpState {
+        HttpState { snapshots, base, jpeg: Default::default(), held, access: Default::default(), serves: Serves::Everything }
     }
 }
 
@@ -77,23 +64,16 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Handles one request.
-pub async fn handle<B>(
-    state: Arc<HttpState>,
-    req: Request<B>,
-) -> Result<Resp, std::convert::Infallible> {
+pub async fn handle<B>(state: Arc<HttpState>, req: Request<B>) -> Result<Resp, std::convert::Infallible> {
     let head = req.method() == Method::HEAD;
     let (route, resp) = route_request(&state, &req).await;
     let status = resp.status().as_u16();
-    metrics::get()
-        .http_requests
-        .get_or_create(&HttpLabels { route, status })
-        .inc();
+    metrics::get().http_requests.get_or_create(&HttpLabels { route, status }).inc();
     let mut resp = finish(resp, !matches!(route, "metrics" | "healthz"));
     if head {
         let len = resp.body().len();
         *resp.body_mut() = Chunks::empty();
-        resp.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     Ok(resp)
 }
@@ -104,38 +84,22 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
         let msg = format!("request target of {uri_len} bytes exceeds {MAX_URI_BYTES}\n");
         return ("invalid", plain(StatusCode::URI_TOO_LONG, &msg));
     }
-    let header_bytes: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len())
-        .sum();
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
     if header_bytes > MAX_HEADER_BYTES {
         let msg = format!("request headers of {header_bytes} bytes exceed {MAX_HEADER_BYTES}\n");
-        return (
-            "invalid",
-            plain(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &msg),
-        );
+        return ("invalid", plain(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, &msg));
     }
     match *req.method() {
         Method::GET | Method::HEAD | Method::OPTIONS => {}
         _ => {
-            let mut r = plain(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "only GET and HEAD are served\n",
-            );
-            r.headers_mut().insert(
-                header::ALLOW,
-                HeaderValue::from_static("GET, HEAD, OPTIONS"),
-            );
+            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served\n");
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
             return ("other", r);
         }
     }
     let path = req.uri().path();
     if super::routes::is_traversal(path) {
-        return (
-            "invalid",
-            bad_request("the path holds a dot segment or an encoded '.', '/' or '\\'"),
-        );
+        return ("invalid", bad_request("the path holds a dot segment or an encoded '.', '/' or '\\'"));
     }
     let rest = strip_base(path, &state.base);
     let run = state.snapshots.borrow().run_id.clone();
@@ -159,34 +123,14 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
         }
         let mut r = plain(StatusCode::NO_CONTENT, "");
         let h = r.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, OPTIONS"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("*"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("86400"),
-        );
-        return (
-            if status_route {
-                route.label()
-            } else {
-                "preflight"
-            },
-            r,
-        );
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        return (if status_route { route.label() } else { "preflight" }, r);
     }
     // The player page and its scripts hold no media and are the same for everyone: public.
     let public = matches!(route, Route::Asset(_));
-    let token = match if public {
-        Ok(String::new())
-    } else {
-        super::auth::guard(state, req, rest, status_route)
-    } {
+    let token = match if public { Ok(String::new()) } else { super::auth::guard(state, req, rest, status_route) } {
         Ok(t) => t,
         Err((e, challenge)) => return (route.label(), super::auth::denied(&e, challenge)),
     };
@@ -214,20 +158,14 @@ async fn route_request<B>(state: &HttpState, req: &Request<B>) -> (&'static str,
         Route::Segment(msn) => {
             let snap = state.snapshots.borrow().clone();
             match snap.segment(*msn) {
-                Some(s) => media(
-                    Chunks::new(s.parts.iter().map(|p| p.data.clone())),
-                    Object::Segment,
-                ),
+                Some(s) => media(Chunks::new(s.parts.iter().map(|p| p.data.clone())), Object::Segment),
                 None => not_found(path),
             }
         }
         Route::Snapshot => super::snapshot_jpg(state).await,
         Route::Health => health(state),
         Route::Metrics => {
-            let mut r = bytes_response(
-                Bytes::from(metrics::get().encode()),
-                "text/plain; version=0.0.4; charset=utf-8",
-            );
+            let mut r = bytes_response(Bytes::from(metrics::get().encode()), "text/plain; version=0.0.4; charset=utf-8");
             set(&mut r, header::CACHE_CONTROL, policy::NO_STORE);
             r
         }
@@ -249,17 +187,14 @@ fn strip_base<'a>(path: &'a str, base: &str) -> &'a str {
 }
 
 fn accepts_gzip(h: &http::HeaderMap) -> bool {
-    h.get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',').any(|t| {
-                let mut it = t.trim().split(';');
-                let coding = it.next().unwrap_or("").trim();
-                let q0 = it.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
-                (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q0
-            })
+    h.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+        v.split(',').any(|t| {
+            let mut it = t.trim().split(';');
+            let coding = it.next().unwrap_or("").trim();
+            let q0 = it.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q0
         })
+    })
 }
 
 /// Outcome of [`wait_for`].
@@ -272,11 +207,7 @@ enum Waited<R> {
 
 /// Waits until `f` returns `Some` for a snapshot, or `timeout` passes. A request that has to
 /// wait takes one of the `max-held-requests` slots first.
-async fn wait_for<R>(
-    state: &HttpState,
-    timeout: Duration,
-    mut f: impl FnMut(&Arc<Snapshot>) -> Option<R>,
-) -> Waited<R> {
+async fn wait_for<R>(state: &HttpState, timeout: Duration, mut f: impl FnMut(&Arc<Snapshot>) -> Option<R>) -> Waited<R> {
     let mut rx = state.snapshots.clone();
     if let Some(r) = f(&rx.borrow_and_update().clone()) {
         return Waited::Ready(r);
@@ -300,8 +231,7 @@ async fn wait_for<R>(
     }
 }
 
-static HELD_LOG: super::limits::RateLimited =
-    super::limits::RateLimited::new(Duration::from_secs(10));
+static HELD_LOG: super::limits::RateLimited = super::limits::RateLimited::new(Duration::from_secs(10));
 
 /// 503 for a request that would be held while the held-request cap is reached.
 fn held_full() -> Resp {
@@ -323,11 +253,7 @@ async fn multivariant(state: &HttpState, gzip: bool, token: &str) -> Resp {
     let text = render_multivariant_to(&snap, &media).unwrap_or_default();
     let mut r = playlist_response(Bytes::from(text), gzip);
     let t = snap.target_duration.unwrap_or(1);
-    set(
-        &mut r,
-        header::CACHE_CONTROL,
-        &Object::Playlist(Playlist::Live { target: t }).cache_control(),
-    );
+    set(&mut r, header::CACHE_CONTROL, &Object::Playlist(Playlist::Live { target: t }).cache_control());
     r
 }
 
@@ -347,15 +273,8 @@ async fn media_playlist(state: &HttpState, query: Option<&str>, gzip: bool, toke
         Waited::Ready(Ok(s)) => s,
         Waited::Ready(Err(m)) => return bad_request(&m),
         Waited::Full => return held_full(),
-        Waited::TimedOut if d.is_blocking() => {
-            return not_ready(
-                state,
-                "the requested segment/part did not arrive in time (source stalled?)\n",
-            )
-        }
-        Waited::TimedOut => {
-            return not_ready(state, "the stream has not started yet; retry shortly\n")
-        }
+        Waited::TimedOut if d.is_blocking() => return not_ready(state, "the requested segment/part did not arrive in time (source stalled?)\n"),
+        Waited::TimedOut => return not_ready(state, "the stream has not started yet; retry shortly\n"),
     };
     if snap.target_duration.is_none() {
         // Ended before the first segment was complete: there is no playlist to give.
@@ -366,21 +285,13 @@ async fn media_playlist(state: &HttpState, query: Option<&str>, gzip: bool, toke
         snap.rendered[idx]
             .get_or_init(|| {
                 let text = Bytes::from(render_media(&snap, d.skip).unwrap_or_default());
-                if gzip {
-                    gzip_bytes(&text)
-                } else {
-                    text
-                }
+                if gzip { gzip_bytes(&text) } else { text }
             })
             .clone()
     } else {
         // Signed: the viewer's token goes into every URI, so this rendering is not shared.
         let text = Bytes::from(render_media_q(&snap, d.skip, token).unwrap_or_default());
-        if gzip {
-            gzip_bytes(&text)
-        } else {
-            text
-        }
+        if gzip { gzip_bytes(&text) } else { text }
     };
     let mut r = bytes_response(body, content_type::PLAYLIST);
     playlist_headers(&mut r, gzip);
@@ -392,11 +303,7 @@ async fn media_playlist(state: &HttpState, query: Option<&str>, gzip: bool, toke
     } else {
         Playlist::Live { target: t }
     };
-    set(
-        &mut r,
-        header::CACHE_CONTROL,
-        &Object::Playlist(kind).cache_control(),
-    );
+    set(&mut r, header::CACHE_CONTROL, &Object::Playlist(kind).cache_control());
     r
 }
 
@@ -417,21 +324,13 @@ async fn part(state: &HttpState, global: u64, path: &str) -> Resp {
         Waited::Ready(Some(data)) => media(data, Object::Part),
         Waited::Ready(None) => not_found(path),
         Waited::Full => held_full(),
-        Waited::TimedOut => {
-            unavailable("the hinted part did not arrive in time (source stalled?)\n")
-        }
+        Waited::TimedOut => unavailable("the hinted part did not arrive in time (source stalled?)\n"),
     }
 }
 
 fn health(state: &HttpState) -> Resp {
     let snap = state.snapshots.borrow().clone();
-    let stream = if snap.ended {
-        "ended"
-    } else if snap.ready() {
-        "live"
-    } else {
-        "starting"
-    };
+    let stream = if snap.ended { "ended" } else if snap.ready() { "live" } else { "starting" };
     let body = format!(
         "{{\"status\":\"ok\",\"stream\":\"{stream}\",\"media_sequence\":{},\"next_part\":{}}}\n",
         snap.media_sequence(),
@@ -443,8 +342,7 @@ fn health(state: &HttpState) -> Resp {
 }
 
 fn gzip_bytes(b: &[u8]) -> Bytes {
-    let mut e =
-        flate2::write::GzEncoder::new(Vec::with_capacity(b.len() / 3), flate2::Compression::fast());
+    let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(b.len() / 3), flate2::Compression::fast());
     let _ = e.write_all(b);
     Bytes::from(e.finish().unwrap_or_default())
 }
@@ -471,36 +369,23 @@ pub(super) fn set(r: &mut Resp, name: header::HeaderName, value: &str) {
 
 pub(super) fn bytes_response(body: Bytes, content_type: &'static str) -> Resp {
     let mut r = Response::new(Chunks::from(body));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
 /// A media object (init, part, segment): its Content-Type and Cache-Control from [`policy`].
 fn media(body: impl Into<Chunks>, object: Object) -> Resp {
     let mut r = Response::new(body.into());
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(object.content_type()),
-    );
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(policy::IMMUTABLE),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(object.content_type()));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(policy::IMMUTABLE));
     r
 }
 
 pub(super) fn plain(status: StatusCode, msg: &str) -> Resp {
     let mut r = Response::new(Chunks::from(msg.to_string()));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(policy::NO_STORE),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(policy::NO_STORE));
     r
 }
 
@@ -521,8 +406,7 @@ fn not_ready(state: &HttpState, otherwise: &str) -> Resp {
 
 pub(super) fn unavailable(msg: &str) -> Resp {
     let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, msg);
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
 }
 
@@ -531,19 +415,12 @@ pub(super) fn unavailable(msg: &str) -> Resp {
 fn finish(mut r: Resp, cors: bool) -> Resp {
     if cors {
         let h = r.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("Age, Content-Length, Date"),
-        );
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("Age, Content-Length, Date"));
     }
     if r.status() != StatusCode::NO_CONTENT {
         let len = r.body().len();
-        r.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     r
 }

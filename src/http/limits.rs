@@ -50,16 +50,9 @@ impl HttpLimits {
                 "max-connections lowered to fit the open-file limit (raise `ulimit -Hn` / LimitNOFILE=)"
             );
         } else {
-            tracing::info!(
-                max_connections,
-                open_file_limit = nofile,
-                reserve = FD_RESERVE,
-                "connection limit"
-            );
+            tracing::info!(max_connections, open_file_limit = nofile, reserve = FD_RESERVE, "connection limit");
         }
-        crate::metrics::get()
-            .http_max_connections
-            .set(max_connections as i64);
+        crate::metrics::get().http_max_connections.set(max_connections as i64);
         HttpLimits {
             timeouts: Timeouts {
                 first_byte: secs(cfg.http_first_byte_timeout),
@@ -81,11 +74,7 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds a TCP listener with [`LISTEN_BACKLOG`] (tokio's `bind` uses 1024).
 pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let sock = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
+    let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     sock.set_reuseaddr(true)?;
     sock.bind(addr)?;
     sock.listen(LISTEN_BACKLOG)
@@ -93,18 +82,13 @@ pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpList
 
 /// min(configured, open-file limit − reserve), at least [`MIN_CONNECTIONS`].
 pub fn effective_connections(configured: usize, nofile: u64) -> usize {
-    let fit = nofile
-        .saturating_sub(FD_RESERVE)
-        .max(MIN_CONNECTIONS as u64);
+    let fit = nofile.saturating_sub(FD_RESERVE).max(MIN_CONNECTIONS as u64);
     configured.min(usize::try_from(fit).unwrap_or(usize::MAX))
 }
 
 /// Raises RLIMIT_NOFILE's soft limit to its hard limit; returns the soft limit in force.
 pub fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open-file limit");
@@ -121,12 +105,7 @@ pub fn raise_nofile() -> u64 {
         tracing::warn!(soft, hard, error = %std::io::Error::last_os_error(), "cannot raise the open-file limit");
         return soft;
     }
-    tracing::info!(
-        soft_before = soft,
-        soft = hard,
-        hard,
-        "raised the open-file soft limit to the hard limit"
-    );
+    tracing::info!(soft_before = soft, soft = hard, hard, "raised the open-file soft limit to the hard limit");
     hard
 }
 
@@ -155,19 +134,11 @@ impl PerIp {
             return None;
         }
         *n += 1;
-        Some(IpGuard {
-            table: self.clone(),
-            key,
-        })
+        Some(IpGuard { table: self.clone(), key })
     }
 
     pub fn count(&self, ip: IpAddr) -> usize {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&client_key(ip))
-            .copied()
-            .unwrap_or(0)
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&client_key(ip)).copied().unwrap_or(0)
     }
 }
 
@@ -198,18 +169,13 @@ pub struct HeldLimit {
 
 impl HeldLimit {
     pub fn new(max: usize) -> Arc<HeldLimit> {
-        Arc::new(HeldLimit {
-            max,
-            held: AtomicUsize::new(0),
-        })
+        Arc::new(HeldLimit { max, held: AtomicUsize::new(0) })
     }
 
     /// A slot for one held request, or None when `max` are held.
     pub fn try_hold(self: &Arc<Self>) -> Option<HeldSlot> {
         self.held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
             .ok()?;
         crate::metrics::get().http_blocked.inc();
         Some(HeldSlot(self.clone()))
@@ -235,11 +201,7 @@ pub struct RateLimited {
 
 impl RateLimited {
     pub const fn new(interval: Duration) -> RateLimited {
-        RateLimited {
-            interval_ms: interval.as_millis() as u64,
-            last_ms: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
+        RateLimited { interval_ms: interval.as_millis() as u64, last_ms: AtomicU64::new(0), suppressed: AtomicU64::new(0) }
     }
 
     /// `Some(suppressed since the last log)` when a log line is due now.
@@ -248,10 +210,7 @@ impl RateLimited {
         let now = START.get_or_init(Instant::now).elapsed().as_millis() as u64 + self.interval_ms;
         let last = self.last_ms.load(Ordering::Relaxed);
         if (last == 0 || now >= last + self.interval_ms)
-            && self
-                .last_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+            && self.last_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
         {
             return Some(self.suppressed.swap(0, Ordering::Relaxed));
         }

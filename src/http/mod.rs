@@ -45,10 +45,7 @@ pub(crate) async fn snapshot_jpg(state: &HttpState) -> Resp {
         Some((part, jpeg)) if *part == kf.part => jpeg.clone(),
         _ => {
             let k = kf.clone();
-            let res = tokio::task::spawn_blocking(move || {
-                crate::poster::encode_jpeg(&k.sps, &k.pps, &k.data, 80)
-            })
-            .await;
+            let res = tokio::task::spawn_blocking(move || crate::poster::encode_jpeg(&k.sps, &k.pps, &k.data, 80)).await;
             match res {
                 Ok(Ok(j)) => {
                     let j = bytes::Bytes::from(j);

@@ -61,9 +61,7 @@ impl Route {
 /// percent-encoded `.`, `/`, `\` or NUL (hlsd's names never hold them). Answered 400.
 pub fn is_traversal(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    ["%2e", "%2f", "%5c", "%00", "\\"]
-        .iter()
-        .any(|p| lower.contains(p))
+    ["%2e", "%2f", "%5c", "%00", "\\"].iter().any(|p| lower.contains(p))
         || path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
@@ -104,30 +102,14 @@ mod tests {
         assert_eq!(Route::parse("/k3x-p+1.m4s", r), None);
         assert_eq!(Route::parse("/k3x-p99999999999999999999999.m4s", r), None);
         // Every number hlsd can write parses back (u64::MAX has 20 digits; found by fuzzing).
-        assert_eq!(
-            Route::parse("/k3x-p18446744073709551615.m4s", r),
-            Some(Route::Part(u64::MAX))
-        );
+        assert_eq!(Route::parse("/k3x-p18446744073709551615.m4s", r), Some(Route::Part(u64::MAX)));
         assert_eq!(Route::parse("/k3x-s18446744073709551616.m4s", r), None);
         assert_eq!(Route::parse("/../etc/passwd", r), None);
         assert_eq!(Route::parse("/a/b", r), None);
         assert_eq!(Route::parse("x", r), None);
         // Another run's object is just an unknown asset name (the asset lookup 404s it).
-        assert_eq!(
-            Route::parse("/old-p1.m4s", r),
-            Some(Route::Asset("old-p1.m4s".into()))
-        );
-        for p in [
-            "/../etc/passwd",
-            "/a/./b",
-            "/%2e%2e/x",
-            "/%2E%2E%2Fetc",
-            "/..%2fmedia.m3u8",
-            "/x%5c..",
-            "/a\\b",
-            "/..",
-            "/x%00",
-        ] {
+        assert_eq!(Route::parse("/old-p1.m4s", r), Some(Route::Asset("old-p1.m4s".into())));
+        for p in ["/../etc/passwd", "/a/./b", "/%2e%2e/x", "/%2E%2E%2Fetc", "/..%2fmedia.m3u8", "/x%5c..", "/a\\b", "/..", "/x%00"] {
             assert!(is_traversal(p), "{p}");
         }
         for p in ["/", "/media.m3u8", "/k3x-p1.m4s", "/..x", "/a..b", "/%20"] {

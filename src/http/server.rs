@@ -37,28 +37,16 @@ static REJECT_LOG: RateLimited = RateLimited::new(Duration::from_secs(10));
 static TIMEOUT_LOG: RateLimited = RateLimited::new(Duration::from_secs(10));
 
 fn reject(reason: &'static str, peer: std::net::SocketAddr) {
-    metrics::get()
-        .http_rejected
-        .get_or_create(&ReasonLabels { reason })
-        .inc();
+    metrics::get().http_rejected.get_or_create(&ReasonLabels { reason }).inc();
     if let Some(suppressed) = REJECT_LOG.due() {
         tracing::warn!(%peer, reason, suppressed, "connection rejected: limit reached (hlsd_http_rejected_connections)");
     }
 }
 
 fn timed_out(why: Expired) {
-    metrics::get()
-        .http_timeouts
-        .get_or_create(&ReasonLabels {
-            reason: why.label(),
-        })
-        .inc();
+    metrics::get().http_timeouts.get_or_create(&ReasonLabels { reason: why.label() }).inc();
     if let Some(suppressed) = TIMEOUT_LOG.due() {
-        tracing::info!(
-            reason = why.label(),
-            suppressed,
-            "connection timed out (hlsd_http_timeouts)"
-        );
+        tracing::info!(reason = why.label(), suppressed, "connection timed out (hlsd_http_timeouts)");
     }
 }
 
@@ -114,10 +102,7 @@ pub async fn serve(
             reject("max_connections", peer);
             continue;
         };
-        let trusted = limits
-            .trusted
-            .iter()
-            .any(|t| t.to_canonical() == peer.ip().to_canonical());
+        let trusted = limits.trusted.iter().any(|t| t.to_canonical() == peer.ip().to_canonical());
         let ip_guard = if limits.per_ip == 0 || trusted {
             None
         } else {
@@ -149,19 +134,13 @@ pub async fn serve(
             let m = metrics::get();
             m.http_connections.inc();
             let res = match tls {
-                None => {
-                    watcher
-                        .watch(builder.serve_connection(TokioIo::new(io), svc).into_owned())
-                        .await
-                }
+                None => watcher.watch(builder.serve_connection(TokioIo::new(io), svc).into_owned()).await,
                 Some(acc) => match tokio::time::timeout(handshake, acc.accept(io)).await {
                     Ok(Ok(s)) => {
                         if s.get_ref().1.alpn_protocol() == Some(b"h2") {
                             act.set_h2();
                         }
-                        watcher
-                            .watch(builder.serve_connection(TokioIo::new(s), svc).into_owned())
-                            .await
+                        watcher.watch(builder.serve_connection(TokioIo::new(s), svc).into_owned()).await
                     }
                     Ok(Err(e)) => Err(e.into()),
                     Err(_) => {

@@ -37,9 +37,7 @@ impl ResolvesServerCert for Reloadable {
 type Stamp = Option<(Option<SystemTime>, u64, u64)>;
 
 fn stamp(p: &Path) -> Stamp {
-    std::fs::metadata(p)
-        .ok()
-        .map(|m| (m.modified().ok(), m.len(), m.ino()))
+    std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len(), m.ino()))
 }
 
 /// The certificate and key files behind an acceptor.
@@ -53,30 +51,17 @@ pub struct TlsFiles {
 }
 
 fn read_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, HttpError> {
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|err| HttpError::TlsRead {
-            path: p.display().to_string(),
-            err,
-        })
-    };
+    let read = |p: &Path| std::fs::read(p).map_err(|err| HttpError::TlsRead { path: p.display().to_string(), err });
     let cert_pem = read(cert)?;
     let key_pem = read(key)?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
-        .filter_map(Result::ok)
-        .collect();
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..]).filter_map(Result::ok).collect();
     if certs.is_empty() {
-        return Err(HttpError::TlsEmpty {
-            path: cert.display().to_string(),
-            what: "PEM certificate",
-        });
+        return Err(HttpError::TlsEmpty { path: cert.display().to_string(), what: "PEM certificate" });
     }
     let key_der = rustls_pemfile::private_key(&mut &key_pem[..])
         .ok()
         .flatten()
-        .ok_or_else(|| HttpError::TlsEmpty {
-            path: key.display().to_string(),
-            what: "PEM private key",
-        })?;
+        .ok_or_else(|| HttpError::TlsEmpty { path: key.display().to_string(), what: "PEM private key" })?;
     let provider = tokio_rustls::rustls::crypto::ring::default_provider();
     CertifiedKey::from_der(certs, key_der, &provider).map_err(|e| HttpError::Tls(e.to_string()))
 }
@@ -119,16 +104,12 @@ impl TlsFiles {
         match read_pair(&self.cert, &self.key) {
             Ok(ck) => {
                 *self.current.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ck);
-                m.tls_reloads
-                    .get_or_create(&crate::metrics::ResultLabels { result: "ok" })
-                    .inc();
+                m.tls_reloads.get_or_create(&crate::metrics::ResultLabels { result: "ok" }).inc();
                 tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded; new connections use it");
                 true
             }
             Err(e) => {
-                m.tls_reloads
-                    .get_or_create(&crate::metrics::ResultLabels { result: "error" })
-                    .inc();
+                m.tls_reloads.get_or_create(&crate::metrics::ResultLabels { result: "error" }).inc();
                 tracing::error!(error = %e, "TLS certificate reload failed; keeping the current certificate");
                 false
             }

@@ -22,8 +22,7 @@ pub fn ticks_to_duration(ticks: u64) -> Duration {
 /// without overflow for any `n`.
 pub fn rate_to_duration(n: u64, per_second: u64) -> Duration {
     let per_second = per_second.max(1);
-    Duration::from_secs(n / per_second)
-        + Duration::from_nanos((n % per_second) * 1_000_000_000 / per_second)
+    Duration::from_secs(n / per_second) + Duration::from_nanos((n % per_second) * 1_000_000_000 / per_second)
 }
 
 /// Everything the muxer and playlists need to know about one H.264 stream configuration.

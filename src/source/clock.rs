@@ -26,13 +26,7 @@ pub struct ArrivalClock {
 
 impl ArrivalClock {
     pub fn new(nominal_ticks: u32) -> Self {
-        ArrivalClock {
-            nominal: nominal_ticks.max(1) as u64,
-            origin: None,
-            last: None,
-            reanchors: 0,
-            stamped: 0,
-        }
+        ArrivalClock { nominal: nominal_ticks.max(1) as u64, origin: None, last: None, reanchors: 0, stamped: 0 }
     }
 
     /// Frames stamped so far.
@@ -81,11 +75,7 @@ pub struct GridClock {
 
 impl GridClock {
     pub fn new(start: SystemTime) -> Self {
-        GridClock {
-            start,
-            dts: 0,
-            nominal: 3000,
-        }
+        GridClock { start, dts: 0, nominal: 3000 }
     }
 
     /// Media time of the next frame since the start.
@@ -102,13 +92,7 @@ impl GridClock {
                 SourceEvent::Format(info)
             }
             ParsedItem::Au { data, idr } => {
-                let f = Frame {
-                    dts: self.dts,
-                    capture: self.start + self.next_offset(),
-                    data,
-                    idr,
-                    arrived: Instant::now(),
-                };
+                let f = Frame { dts: self.dts, capture: self.start + self.next_offset(), data, idr, arrived: Instant::now() };
                 self.dts += self.nominal;
                 SourceEvent::Frame(f)
             }
@@ -143,11 +127,8 @@ mod tests {
 
     /// Uptimes at which the clocks are checked: 60 h (past the old u64 overflow at ~57 h of
     /// `ticks × 1e9`), 30 days and a year.
-    const UPTIMES: [Duration; 3] = [
-        Duration::from_secs(60 * 3600),
-        Duration::from_secs(30 * 86_400),
-        Duration::from_secs(365 * 86_400),
-    ];
+    const UPTIMES: [Duration; 3] =
+        [Duration::from_secs(60 * 3600), Duration::from_secs(30 * 86_400), Duration::from_secs(365 * 86_400)];
 
     #[test]
     fn grid_clock_paces_correctly_after_long_uptimes() {
@@ -158,25 +139,13 @@ mod tests {
             c.dts = ticks;
             // The pacing deadline is exactly the uptime, not a wrapped product.
             assert_eq!(c.next_offset(), up, "{up:?}");
-            let SourceEvent::Frame(f) = c.event(ParsedItem::Au {
-                data: Default::default(),
-                idr: true,
-            }) else {
-                panic!()
-            };
+            let SourceEvent::Frame(f) = c.event(ParsedItem::Au { data: Default::default(), idr: true }) else { panic!() };
             assert_eq!(f.dts, ticks);
             assert_eq!(f.capture, start + up);
-            assert_eq!(
-                c.next_offset(),
-                up + Duration::from_nanos(33_333_333),
-                "one 30 fps frame later"
-            );
+            assert_eq!(c.next_offset(), up + Duration::from_nanos(33_333_333), "one 30 fps frame later");
         }
         // The largest dts still converts (no overflow anywhere in u64).
-        assert_eq!(
-            crate::media::ticks_to_duration(u64::MAX).as_secs(),
-            u64::MAX / TIMESCALE as u64
-        );
+        assert_eq!(crate::media::ticks_to_duration(u64::MAX).as_secs(), u64::MAX / TIMESCALE as u64);
     }
 
     #[test]

@@ -5,9 +5,9 @@
 //! real time. With `--loop` the file restarts at its end and the timeline simply continues
 //! (every loop starts with the file's first IDR).
 
-use super::clock::GridClock;
 use super::{SourceConfig, SourceError};
 use crate::h264::{AuParser, ParsedItem};
+use super::clock::GridClock;
 use crate::media::SourceEvent;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
@@ -21,10 +21,7 @@ pub async fn run(
     tx: mpsc::Sender<SourceEvent>,
 ) -> Result<(), SourceError> {
     let name = format!("file:{}", path.display());
-    let io = |err| SourceError::Io {
-        source_name: name.clone(),
-        err,
-    };
+    let io = |err| SourceError::Io { source_name: name.clone(), err };
     let start = Instant::now();
     let mut clock = GridClock::new(SystemTime::now());
     let mut frames = 0u64;
@@ -35,15 +32,8 @@ pub async fn run(
         let frames_before = frames;
         loop {
             let n = file.read(&mut buf).await.map_err(io)?;
-            let res = if n == 0 {
-                parser.flush()
-            } else {
-                parser.push(&buf[..n])
-            };
-            res.map_err(|err| SourceError::H264 {
-                source_name: name.clone(),
-                err,
-            })?;
+            let res = if n == 0 { parser.flush() } else { parser.push(&buf[..n]) };
+            res.map_err(|err| SourceError::H264 { source_name: name.clone(), err })?;
             while let Some(item) = parser.next_item() {
                 if let ParsedItem::Au { .. } = item {
                     frames += 1;
@@ -62,10 +52,7 @@ pub async fn run(
         }
         if frames == frames_before {
             return Err(match parser.end_error() {
-                Some(err) => SourceError::H264 {
-                    source_name: name,
-                    err,
-                },
+                Some(err) => SourceError::H264 { source_name: name, err },
                 None => SourceError::Empty { source_name: name },
             });
         }

@@ -48,16 +48,12 @@ impl FromStr for SourceSpec {
             Ok(SourceSpec::File(PathBuf::from(p)))
         } else if let Some(c) = s.strip_prefix("exec:") {
             if c.trim().is_empty() {
-                return Err(
-                    "exec: needs a command, e.g. exec:rpicam-vid -t 0 --inline -o -".into(),
-                );
+                return Err("exec: needs a command, e.g. exec:rpicam-vid -t 0 --inline -o -".into());
             }
             Ok(SourceSpec::Exec(c.into()))
         } else if let Some(a) = s.strip_prefix("tcp://") {
             if !a.contains(':') {
-                return Err(format!(
-                    "tcp://{a}: needs HOST:PORT, e.g. tcp://raspberrypi.local:8888"
-                ));
+                return Err(format!("tcp://{a}: needs HOST:PORT, e.g. tcp://raspberrypi.local:8888"));
             }
             Ok(SourceSpec::Tcp(a.to_string()))
         } else if let Some(p) = s.strip_prefix("v4l2:") {
@@ -93,13 +89,8 @@ pub enum SourceError {
     #[error("source {source_name}: {err}")]
     H264 { source_name: String, err: H264Error },
     #[error("source {source_name}: {err}")]
-    Io {
-        source_name: String,
-        err: std::io::Error,
-    },
-    #[error(
-        "source {source_name}: no H.264 pictures in the input (is it an Annex-B H.264 stream?)"
-    )]
+    Io { source_name: String, err: std::io::Error },
+    #[error("source {source_name}: no H.264 pictures in the input (is it an Annex-B H.264 stream?)")]
     Empty { source_name: String },
     #[error("testsrc: {0}")]
     Testsrc(#[from] testsrc::TestsrcError),
@@ -161,9 +152,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            next: Duration::from_millis(500),
-        }
+        Backoff { next: Duration::from_millis(500) }
     }
 }
 

@@ -48,11 +48,7 @@ pub struct ReaderConfig {
 
 /// Waits until `fd` is readable or `timeout` passes; true if readable (or hung up).
 fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -74,11 +70,7 @@ fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool>
 }
 
 /// Reads `input` until it ends, sending events to `tx`. Blocking: run it on its own thread.
-pub fn pump<R: Read + AsRawFd>(
-    mut input: R,
-    cfg: &ReaderConfig,
-    tx: &mpsc::Sender<SourceEvent>,
-) -> Ended {
+pub fn pump<R: Read + AsRawFd>(mut input: R, cfg: &ReaderConfig, tx: &mpsc::Sender<SourceEvent>) -> Ended {
     let mut parser = AuParser::new(cfg.frame_duration);
     let mut clock = ArrivalClock::new(cfg.frame_duration.unwrap_or(3000));
     let mut buf = vec![0u8; 64 * 1024];
@@ -116,9 +108,7 @@ pub fn pump<R: Read + AsRawFd>(
         }
         let n = match input.read(&mut buf) {
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
-                continue
-            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => continue,
             Err(e) => return Ended::Io(e),
         };
         if n == 0 {
@@ -152,12 +142,7 @@ pub fn pump<R: Read + AsRawFd>(
 }
 
 /// Sends parsed items; false if the receiver is gone.
-fn forward(
-    parser: &mut AuParser,
-    clock: &mut ArrivalClock,
-    arrived: Instant,
-    tx: &mpsc::Sender<SourceEvent>,
-) -> bool {
+fn forward(parser: &mut AuParser, clock: &mut ArrivalClock, arrived: Instant, tx: &mpsc::Sender<SourceEvent>) -> bool {
     while let Some(item) = parser.next_item() {
         let ev = match item {
             ParsedItem::Format(info) => {
@@ -166,13 +151,7 @@ fn forward(
             }
             ParsedItem::Au { data, idr } => {
                 let (dts, capture) = clock.stamp(arrived);
-                SourceEvent::Frame(Frame {
-                    dts,
-                    capture,
-                    data,
-                    idr,
-                    arrived,
-                })
+                SourceEvent::Frame(Frame { dts, capture, data, idr, arrived })
             }
         };
         if tx.blocking_send(ev).is_err() {
@@ -200,14 +179,10 @@ mod tests {
         let t = std::thread::spawn(move || pump(r, &cfg, &tx));
         // SPS/PPS/IDR of a tiny stream, written as one frame: it must come out without a
         // following start code.
-        let sps = [
-            0u8, 0, 0, 1, 0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00,
-            0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
-        ];
+        let sps = [0u8, 0, 0, 1, 0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60];
         let pps = [0u8, 0, 0, 1, 0x68, 0xcb, 0x83, 0xcb, 0x20];
         let idr = [0u8, 0, 0, 1, 0x65, 0x88, 0x84, 0x21, 0x43];
-        w.write_all(&[&sps[..], &pps[..], &idr[..]].concat())
-            .unwrap();
+        w.write_all(&[&sps[..], &pps[..], &idr[..]].concat()).unwrap();
         let mut got = Vec::new();
         while got.len() < 2 {
             got.push(rx.blocking_recv().unwrap());
@@ -222,9 +197,6 @@ mod tests {
         w.write_all(&[0, 0, 0, 1, 0x41, 0x9a, 0x02]).unwrap();
         w.shutdown(std::net::Shutdown::Write).unwrap();
         assert!(matches!(t.join().unwrap(), Ended::Eof));
-        assert_eq!(
-            crate::metrics::get().idle_flush_truncations.get(),
-            before + 1
-        );
+        assert_eq!(crate::metrics::get().idle_flush_truncations.get(), before + 1);
     }
 }

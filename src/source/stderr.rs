@@ -77,11 +77,7 @@ pub struct RateLimit {
 
 impl RateLimit {
     pub fn new(now: Instant) -> RateLimit {
-        RateLimit {
-            tokens: BURST,
-            last: now,
-            dropped: 0,
-        }
+        RateLimit { tokens: BURST, last: now, dropped: 0 }
     }
 
     /// Whether a line may be logged at `now`.
@@ -107,16 +103,10 @@ pub async fn log_lines<R: AsyncRead + Unpin>(mut err: R, pid: Option<u32>) {
     let mut buf = vec![0u8; 4096];
     let mut emit = |line: &[u8], truncated: bool| {
         if truncated {
-            m.encoder_stderr_dropped
-                .get_or_create(&ReasonLabels {
-                    reason: "truncated",
-                })
-                .inc();
+            m.encoder_stderr_dropped.get_or_create(&ReasonLabels { reason: "truncated" }).inc();
         }
         if !limit.allow(Instant::now()) {
-            m.encoder_stderr_dropped
-                .get_or_create(&ReasonLabels { reason: "rate" })
-                .inc();
+            m.encoder_stderr_dropped.get_or_create(&ReasonLabels { reason: "rate" }).inc();
             return;
         }
         if limit.dropped > 0 {
@@ -149,9 +139,7 @@ mod tests {
         let mut s = LineSplitter::default();
         let mut out = Vec::new();
         for c in chunks {
-            s.push(c, |l, t| {
-                out.push((String::from_utf8_lossy(l).into_owned(), t))
-            });
+            s.push(c, |l, t| out.push((String::from_utf8_lossy(l).into_owned(), t)));
         }
         s.end(|l, t| out.push((String::from_utf8_lossy(l).into_owned(), t)));
         out
@@ -159,17 +147,9 @@ mod tests {
 
     #[test]
     fn cr_and_lf_end_lines_across_chunks() {
-        let got = lines(&[
-            b"frame=  1 fps=0\rframe=  2",
-            b" fps=30\r",
-            b"done\r\n",
-            b"\n\nlast",
-        ]);
+        let got = lines(&[b"frame=  1 fps=0\rframe=  2", b" fps=30\r", b"done\r\n", b"\n\nlast"]);
         let want = ["frame=  1 fps=0", "frame=  2 fps=30", "done", "last"];
-        assert_eq!(
-            got.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>(),
-            want
-        );
+        assert_eq!(got.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>(), want);
         assert!(got.iter().all(|(_, t)| !t));
     }
 

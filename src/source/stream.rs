@@ -50,14 +50,8 @@ pub async fn run_stdin(
             Ok(())
         }
         Ended::Empty => Err(SourceError::Empty { source_name: name }),
-        Ended::Io(err) => Err(SourceError::Io {
-            source_name: name,
-            err,
-        }),
-        Ended::H264(err) => Err(SourceError::H264 {
-            source_name: name,
-            err,
-        }),
+        Ended::Io(err) => Err(SourceError::Io { source_name: name, err }),
+        Ended::H264(err) => Err(SourceError::H264 { source_name: name, err }),
     }
 }
 
@@ -66,10 +60,7 @@ fn report(name: &str, ended: &Ended) -> bool {
     match ended {
         Ended::Closed => return false,
         Ended::Eof => tracing::warn!(source = name, "input ended; restarting"),
-        Ended::Empty => tracing::warn!(
-            source = name,
-            "input ended without any H.264 picture; restarting"
-        ),
+        Ended::Empty => tracing::warn!(source = name, "input ended without any H.264 picture; restarting"),
         Ended::Stalled => tracing::warn!(source = name, "no data received in time; restarting"),
         Ended::Io(e) => tracing::warn!(source = name, error = %e, "read failed; restarting"),
         Ended::H264(e) => tracing::error!(source = name, error = %e, "bad input; restarting"),
@@ -123,13 +114,7 @@ pub async fn run_exec(
         if !report(&name, &ended) {
             return Ok(());
         }
-        if tx
-            .send(SourceEvent::Discontinuity {
-                reason: "encoder restart".into(),
-            })
-            .await
-            .is_err()
-        {
+        if tx.send(SourceEvent::Discontinuity { reason: "encoder restart".into() }).await.is_err() {
             return Ok(());
         }
         tokio::time::sleep(backoff.delay(started.elapsed())).await;
@@ -146,37 +131,21 @@ pub async fn run_tcp(
     let mut backoff = Backoff::default();
     loop {
         let started = Instant::now();
-        let ended = match tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await
-        {
+        let ended = match tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(sock)) => {
                 tracing::info!(addr, "connected to encoder");
                 match sock.into_std() {
-                    Ok(sock) => {
-                        pump(sock, &format!("tcp://{addr}"), cfg, frame_duration, &tx).await
-                    }
+                    Ok(sock) => pump(sock, &format!("tcp://{addr}"), cfg, frame_duration, &tx).await,
                     Err(e) => Ended::Io(e),
                 }
             }
             Ok(Err(e)) => Ended::Io(e),
-            Err(_) => Ended::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connect timed out",
-            )),
+            Err(_) => Ended::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
         };
         if !report(&format!("tcp://{addr}"), &ended) {
             return Ok(());
         }
-        if tx
-            .send(SourceEvent::Discontinuity {
-                reason: "reconnect".into(),
-            })
-            .await
-            .is_err()
-        {
+        if tx.send(SourceEvent::Discontinuity { reason: "reconnect".into() }).await.is_err() {
             return Ok(());
         }
         tokio::time::sleep(backoff.delay(started.elapsed())).await;

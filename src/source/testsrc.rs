@@ -348,8 +348,7 @@ fn strip_start_code(nal: &[u8]) -> &[u8] {
 
 /// Builds the track description from an SPS and a PPS (NAL units without start code).
 fn track_info(sps: &[u8], pps: &[u8], frame_duration: u32) -> Result<TrackInfo, TestsrcError> {
-    crate::h264::track_info(sps, pps, Some(frame_duration))
-        .map_err(|e| TestsrcError::BadSps(e.to_string()))
+    crate::h264::track_info(sps, pps, Some(frame_duration)).map_err(|e| TestsrcError::BadSps(e.to_string()))
 }
 
 #[cfg(test)]

@@ -60,10 +60,7 @@ impl Catalog {
             layout: Layout::Root,
             streams: vec![Arc::new(StreamEntry::new(
                 DEFAULT_STREAM.to_string(),
-                vec![RenditionEntry {
-                    name: DEFAULT_STREAM.to_string(),
-                    snapshots,
-                }],
+                vec![RenditionEntry { name: DEFAULT_STREAM.to_string(), snapshots }],
             ))],
         }
     }
@@ -71,10 +68,6 @@ impl Catalog {
 
 impl StreamEntry {
     pub fn new(name: String, renditions: Vec<RenditionEntry>) -> StreamEntry {
-        StreamEntry {
-            name,
-            renditions,
-            poster: Default::default(),
-        }
+        StreamEntry { name, renditions, poster: Default::default() }
     }
 }

@@ -143,15 +143,12 @@ impl Hlsd {
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     let found = ["http", "https"].into_iter().find_map(|scheme| {
-                        let rest =
-                            line.strip_prefix(&format!("hlsd: player at {scheme}://127.0.0.1:"))?;
+                        let rest = line.strip_prefix(&format!("hlsd: player at {scheme}://127.0.0.1:"))?;
                         Some((scheme, rest.trim_end_matches('/').to_string()))
                     });
                     if let Some((scheme, rest)) = found {
                         // "PORT" or "PORT/BASE-PATH" (with `base-path`).
-                        let (port, path) = rest
-                            .split_once('/')
-                            .map_or((rest.as_str(), ""), |(p, b)| (p, b));
+                        let (port, path) = rest.split_once('/').map_or((rest.as_str(), ""), |(p, b)| (p, b));
                         let port: u16 = port.parse().map_err(|_| format!("bad line {line:?}"))?;
                         h.port = port;
                         h.base = if path.is_empty() {
@@ -1052,26 +1049,10 @@ pub async fn probe_playlist(
 
 /// A throwaway self-signed certificate (EC P-256, CN = `name`, valid 1 day) and its key:
 /// `DIR/NAME.crt`, `DIR/NAME.key`.
-pub fn self_signed_cert(
-    dir: &std::path::Path,
-    name: &str,
-) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
+pub fn self_signed_cert(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
     let st = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
         .args(["-subj", &format!("/CN={name}"), "-keyout"])
         .arg(&key)
         .arg("-out")

@@ -25,16 +25,12 @@ pub(super) fn route_to_tracing(encoder: &mut Encoder) {
     // (`CWelsH264SVCEncoder::SetOption`); it copies the function pointer out of `callback`,
     // which lives through the call. No parameter the encoder relies on is touched.
     let rc = unsafe {
-        encoder.raw_api().set_option(
-            ENCODER_OPTION_TRACE_CALLBACK,
-            (&raw const callback).cast_mut().cast(),
-        )
+        encoder
+            .raw_api()
+            .set_option(ENCODER_OPTION_TRACE_CALLBACK, (&raw const callback).cast_mut().cast())
     };
     if rc != 0 {
-        tracing::debug!(
-            rc,
-            "OpenH264 refused its log callback; its messages go to stderr"
-        );
+        tracing::debug!(rc, "OpenH264 refused its log callback; its messages go to stderr");
     }
 }
 

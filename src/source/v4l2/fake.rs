@@ -21,7 +21,9 @@ const FRAME: Duration = Duration::from_nanos(1_000_000_000 / 30);
 /// The fixture split into access units (Annex-B bytes, IDR flag).
 fn fixture_aus() -> &'static [(Vec<u8>, bool)] {
     static AUS: OnceLock<Vec<(Vec<u8>, bool)>> = OnceLock::new();
-    AUS.get_or_init(|| split_access_units(&crate::testutil::fixture("pi-720p30-inline.h264")))
+    AUS.get_or_init(|| {
+        split_access_units(&crate::testutil::fixture("pi-720p30-inline.h264"))
+    })
 }
 
 /// Splits Annex-B into access units: a new one starts at an AUD/SPS/PPS/SEI or at a slice with

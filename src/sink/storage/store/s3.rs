@@ -26,10 +26,7 @@ impl std::fmt::Debug for S3Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Settings")
             .field("bucket", &self.bucket)
-            .field(
-                "endpoint",
-                &self.endpoint.as_deref().map(crate::secret::mask),
-            )
+            .field("endpoint", &self.endpoint.as_deref().map(crate::secret::mask))
             .field("region", &self.region)
             .field("path_style", &self.path_style)
             .field("access_key_id", &self.access_key_id.as_ref().map(|_| "***"))
