@@ -17,6 +17,7 @@ if [[ "${1:-}" == "--test" ]]; then
   want+=(libnginx-mod-rtmp libnginx-mod-stream openssl)  # tests/rtmp.rs: RTMP relay, TLS front for rtmps
   want+=(libnginx-mod-http-js)  # tests/access.rs: the README's njs check of signed URLs at nginx
   want+=(python3-pip)  # tests/storage.rs: moto's S3 server, below
+  want+=(varnish caddy)  # tests/proxies.rs: infra/varnish, infra/caddy (both in Debian 12)
 fi
 # benches/fanout.py, benches/peer.py: wrk and nginx as peers, valgrind's callgrind, GNU time.
 if [[ " $* " == *" --bench "* ]]; then

@@ -326,8 +326,15 @@ impl Drop for Hlsd {
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
+/// Installs rustls' ring provider for reqwest (its rustls feature, for tests/proxies.rs, has no
+/// provider of its own; building any client without one panics). Idempotent.
+pub fn tls_provider() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+}
+
 /// HTTP/1.1 client with a per-request timeout (no automatic decompression: tests see the bytes).
 pub fn client() -> reqwest::Client {
+    tls_provider();
     reqwest::Client::builder()
         .http1_only()
         .timeout(HTTP_TIMEOUT)
@@ -337,6 +344,7 @@ pub fn client() -> reqwest::Client {
 
 /// HTTP/2 cleartext client (prior knowledge).
 pub fn h2_client() -> reqwest::Client {
+    tls_provider();
     reqwest::Client::builder()
         .http2_prior_knowledge()
         .timeout(HTTP_TIMEOUT)

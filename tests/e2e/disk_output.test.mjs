@@ -1,7 +1,10 @@
 // End-to-end: hlsd publishes to a directory (--output dir:TMP), a real nginx serves that
 // directory as static files, and the player page plays the nginx URL in headless Chromium.
 // This is the "any static server / CDN" path: a standard live playlist (no blocking reload),
-// fetched from a server that knows nothing about HLS.
+// fetched from a server that knows nothing about HLS. The second test publishes parts
+// (`parts = true`: a non-blocking LL-HLS playlist rewritten at every part) and requires the
+// player to stay under 2 s behind live (PDT clock), with no hls.js error at all (a playlist
+// that ended in a segment line once made hls.js stop with levelParsingError).
 //
 // Run: npm ci --prefix player && cargo build && node --test tests/e2e/disk_output.test.mjs
 // (HLSD_BIN, CHROMIUM, E2E_ARTIFACTS, E2E_SECONDS as in harness.mjs.)
@@ -77,13 +80,14 @@ async function waitForFile(file, ready, timeoutMs) {
   throw new Error(`${file} not ready within ${timeoutMs} ms; last:\n${last}`);
 }
 
-test('disk output served by nginx plays in the player page', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+async function playDiskOutput(t, parts) {
   const dir = mkdtempSync(path.join(tmpdir(), 'hlsd-e2e-disk-'));
   chmodSync(dir, 0o755);
   const www = path.join(dir, 'www');
   const port = await freePort();
   writeFileSync(path.join(dir, 'nginx.conf'), nginxConf(dir, www, port));
-  const hlsd = await startHlsd(['--width', '640', '--height', '360', '--window', '6', '--output', `dir:${www}`]);
+  writeFileSync(path.join(dir, 'hlsd.toml'), `[[output]]\ndir = ${JSON.stringify(www)}\nparts = ${parts}\n`);
+  const hlsd = await startHlsd(['--width', '640', '--height', '360', '--window', '6', '--config', path.join(dir, 'hlsd.toml')]);
   const nginx = startProcess('nginx', 'nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')]);
   const browser = await launchBrowser();
   try {
@@ -112,14 +116,23 @@ test('disk output served by nginx plays in the player page', { timeout: TEST_TIM
     for (const s of samples) assert.equal(s.state, 'playing', `state ${s.state}: ${s.message}`);
     assert.equal(end.width, 640);
     assert.equal(end.height, 360);
-    assert.ok(end.latencyMs > 0 && end.latencyMs < 15_000, `latency ${end.latencyMs} ms`);
-    assert.deepEqual(end.errors.filter((e) => e.fatal), [], 'fatal hls.js errors');
-    assert.deepEqual(consoleErrors, [], 'console errors');
-
     // The media came from nginx, not from hlsd.
     const log = readFileSync(path.join(dir, 'access.log'), 'utf8');
+    assert.ok(end.latencyMs > 0 && end.latencyMs < 15_000, `latency ${end.latencyMs} ms`);
+    assert.deepEqual(end.errors.filter((e) => e.fatal), [], 'fatal hls.js errors');
+    if (parts) {
+      // Median over the sampling window: the goal of issue 12 (non-blocking LL-HLS from storage).
+      const lat = samples.map((s) => s.latencyMs).filter((l) => l !== null).sort((a, b) => a - b);
+      const median = lat[Math.floor(lat.length / 2)];
+      t.diagnostic(`parts: median latency ${median} ms over ${lat.length} samples`);
+      assert.ok(median < 2000, `median latency ${median} ms with parts (goal < 2 s)`);
+      assert.deepEqual(end.errors.filter((e) => e.type !== 'mediaError'), [], 'hls.js network/parsing errors');
+      assert.match(log, /GET \/[a-z0-9]+-p\d+\.m4s HTTP\/1\.1" 200/, 'the player fetched parts');
+    }
+    assert.deepEqual(consoleErrors, [], 'console errors');
+
     assert.match(log, /GET \/media\.m3u8 HTTP\/1\.1" 200/);
-    assert.match(log, /GET \/[a-z0-9]+-s\d+\.m4s HTTP\/1\.1" 200/);
+    if (!parts) assert.match(log, /GET \/[a-z0-9]+-s\d+\.m4s HTTP\/1\.1" 200/);
     assert.doesNotMatch(log, /" 404 /, 'nginx answered 404: a playlist named a file that was not there');
   } catch (e) {
     e.message += `\n--- hlsd ---\n${hlsd.log.slice(-30).join('\n')}\n--- nginx ---\n${nginx.log.join('\n')}`;
@@ -131,4 +144,8 @@ test('disk output served by nginx plays in the player page', { timeout: TEST_TIM
     rmSync(dir, { recursive: true, force: true });
     assert.deepEqual(leftovers, [], 'hlsd left processes behind');
   }
-});
+}
+
+test('disk output served by nginx plays in the player page', { timeout: TEST_TIMEOUT_MS }, (t) => playDiskOutput(t, false));
+test('low-latency disk output (parts) served by nginx plays under 2 s behind live', { timeout: TEST_TIMEOUT_MS }, (t) =>
+  playDiskOutput(t, true));

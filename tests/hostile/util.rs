@@ -44,6 +44,7 @@ pub fn status_kib(pid: u32, key: &str) -> u64 {
 
 /// Client without connection reuse (so its own connection is not left open at hlsd).
 pub fn fresh_client() -> reqwest::Client {
+    common::tls_provider();
     reqwest::Client::builder().http1_only().pool_max_idle_per_host(0).timeout(common::HTTP_TIMEOUT).build().unwrap()
 }
 

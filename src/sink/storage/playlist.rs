@@ -5,7 +5,10 @@
 //! EXT-X-PROGRAM-DATE-TIME, a sliding window (or, for recordings, an EVENT playlist), and
 //! EXT-X-ENDLIST at the end. No CAN-BLOCK-RELOAD, no preload hint, no delta updates. With
 //! `parts` the recent parts are listed too (EXT-X-PART-INF + PART-HOLD-BACK, rule 6), for
-//! clients and CDNs that poll fast enough to profit from them.
+//! clients and CDNs that poll fast enough to profit from them. PART-HOLD-BACK is 3 parts plus one
+//! target duration: without blocking reload hls.js reloads a changed playlist once per target
+//! duration (`computeReloadInterval`), so a player held only 3 parts from the edge runs dry
+//! between reloads and stalls; one more target duration covers the reload interval.
 //!
 //! Media sequence numbers are the output's own (one per published segment), not the origin's
 //! MSN: when an outage made the output skip segments, numbering stays contiguous and the segment
@@ -49,7 +52,7 @@ pub fn render_static(p: &StaticPlaylist) -> String {
         let _ = writeln!(
             o,
             "#EXT-X-SERVER-CONTROL:PART-HOLD-BACK={}",
-            secs(pt * PART_HOLD_BACK_PARTS)
+            secs(pt * PART_HOLD_BACK_PARTS + u64::from(t) * TIMESCALE as u64)
         );
         let _ = writeln!(o, "#EXT-X-PART-INF:PART-TARGET={}", secs(pt));
     }
@@ -241,7 +244,7 @@ r1-s1.m4s
             segments: &segs,
         };
         let text = render_static(&p);
-        assert!(text.contains("#EXT-X-SERVER-CONTROL:PART-HOLD-BACK=0.60000\n#EXT-X-PART-INF:PART-TARGET=0.20000\n"), "{text}");
+        assert!(text.contains("#EXT-X-SERVER-CONTROL:PART-HOLD-BACK=1.60000\n#EXT-X-PART-INF:PART-TARGET=0.20000\n"), "{text}");
         assert!(
             !text.contains("CAN-BLOCK-RELOAD") && !text.contains("PRELOAD-HINT"),
             "{text}"

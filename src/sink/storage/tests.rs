@@ -472,6 +472,14 @@ async fn parts_mode_lists_stored_parts_only() {
         .await
         .unwrap()
         .unwrap();
+    // No live playlist ends in a segment line (hls.js would stop with levelParsingError).
+    for p in seen.lock().unwrap().playlists.iter() {
+        let last = p.trim_end().lines().last().unwrap_or("");
+        assert!(
+            p.contains("#EXT-X-ENDLIST") || last.starts_with("#EXT-X-PART:"),
+            "live parts playlist ends in {last:?}:\n{p}"
+        );
+    }
     // Some playlist showed an open segment's parts before its EXTINF.
     assert!(seen
         .lock()

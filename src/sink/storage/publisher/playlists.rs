@@ -1,5 +1,6 @@
 //! The published playlists: the media playlist is rendered (pure, `storage::playlist`) and put
-//! only when what it lists changed and everything it names is confirmed in the current epoch;
+//! only when what it lists changed and everything it names is confirmed in the current epoch
+//! (with parts: and it ends in a part, see `schedule_playlists`);
 //! the multivariant playlist follows once the media playlist exists, and again when its shape
 //! changes or its peak bandwidth grows by more than 10%.
 
@@ -76,6 +77,18 @@ impl Publisher {
         let media_current = self.media_stored == Some((version, self.epoch));
         if !media_current {
             if !self.media_publishable() {
+                return;
+            }
+            // With parts, a live playlist never ends in a segment line: hls.js (1.7) then takes
+            // that last segment for the open one it expects after the parts ("fragment hint"),
+            // compares it with the next playlist's segment of the following number, and stops
+            // with a fatal levelParsingError ("media sequence mismatch"). So the version that
+            // adds a completed segment waits until the next segment's first part is stored.
+            if self.cfg.parts
+                && !self.ended_rendered
+                && self.tail.is_none()
+                && !self.published.is_empty()
+            {
                 return;
             }
             let Some((p, segs)) = self.media_state() else {
