@@ -2,6 +2,7 @@
 //! and without B-frames, AAC) through stdin, file, tcp and udp. The HLS output must pass the
 //! LL-HLS rules, decode with ffprobe to the input's frame count, start every segment with an
 //! IDR, and (B-frames) decode frame-exact in display order against the input (`framemd5`).
+//! Bad input (random packets, PTS jumps, audio only, no PAT/PMT) has its documented outcome.
 //! Audio is not muxed yet: the AAC track of the input is ignored, the video still served.
 
 mod common;
@@ -151,4 +152,85 @@ fn random_packets_are_refused_clearly() {
     let (status, stderr) = Hlsd::run_to_exit(&["--source", &format!("file:{}", path.display()), "--no-pace"], std::time::Duration::from_secs(20));
     assert!(!status.success());
     assert!(stderr.contains("MPEG-TS input") && !stderr.contains("panicked"), "{stderr}");
+}
+
+/// Timestamps that jump forward (+100 s) and back (to 0) between three spliced transport
+/// streams: each jump is an EXT-X-DISCONTINUITY, every playlist passes the rules, all segments
+/// decode. The splices also break the continuity counters: the PES before a CC error may be
+/// cut, so it is dropped (at most one frame per splice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pts_jumps_are_discontinuities() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = Vec::new();
+    for (i, offset) in ["0", "100", "0"].iter().enumerate() {
+        let p = dir.path().join(format!("part{i}.ts"));
+        ffmpeg(&["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast",
+            "-bf", "0", "-g", "30", "-pix_fmt", "yuv420p", "-output_ts_offset", offset, "-f", "mpegts", p.to_str().unwrap()]);
+        all.extend(std::fs::read(&p).unwrap());
+    }
+    let input = dir.path().join("spliced.ts");
+    std::fs::write(&input, &all).unwrap();
+    let srv = Hlsd::start(&["--source", &format!("file:{}", input.display()), "--no-pace"]);
+    let c = client();
+    let f = follow(&c, &srv.base, &Rules::default(), |_| false, 3000).await;
+    let pl = assert_valid(&f.last.text, &Rules::default());
+    assert!(pl.endlist);
+    let discs = pl.complete().filter(|s| s.discontinuity).count();
+    assert_eq!(discs, 2, "{}", pl.text);
+    let groups = probe_playlist(&c, &srv.base, &pl, dir.path()).await;
+    let (probe, samples, _) = &groups[0];
+    assert_eq!(probe.frames, *samples);
+    assert!((177..=180).contains(samples), "{samples} frames of 180");
+    assert!(srv.stderr().contains("re-anchored"), "{}", srv.stderr());
+    srv.assert_no_panic();
+}
+
+/// Audio without any video stream: refused at once, naming what was found.
+#[test]
+fn audio_only_ts_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("audio.ts");
+    ffmpeg(&["-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "10", "-c:a", "aac", "-f", "mpegts", p.to_str().unwrap()]);
+    let (status, stderr) = Hlsd::run_to_exit(&["--source", &format!("file:{}", p.display()), "--no-pace"], std::time::Duration::from_secs(20));
+    assert!(!status.success());
+    assert!(stderr.contains("no H.264 video") && stderr.contains("AAC (ADTS)"), "{stderr}");
+}
+
+/// A transport stream whose PAT and PMT packets were removed: an error at its end, not a hang.
+#[test]
+fn missing_pmt_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("v.ts");
+    make_ts(&p, 1, 0, 1);
+    let data = std::fs::read(&p).unwrap();
+    let stripped: Vec<u8> = data
+        .chunks(188)
+        .filter(|pk| {
+            let pid = u16::from(pk[1] & 0x1f) << 8 | u16::from(pk[2]);
+            pid != 0 && pid != 0x1000 // PAT, and ffmpeg's PMT PID
+        })
+        .flatten()
+        .copied()
+        .collect();
+    assert!(stripped.len() < data.len());
+    std::fs::write(&p, &stripped).unwrap();
+    let (status, stderr) = Hlsd::run_to_exit(&["--source", &format!("file:{}", p.display()), "--no-pace"], std::time::Duration::from_secs(20));
+    assert!(!status.success());
+    assert!(stderr.contains("no PAT/PMT"), "{stderr}");
+}
+
+/// `hlsd segment IN.ts OUT/`: a VOD stream of the transport stream's video, frame-exact with
+/// B-frames.
+#[test]
+fn segment_command_reads_ts() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ts");
+    make_ts(&input, 3, 3, 2);
+    let out = dir.path().join("vod");
+    let (status, stderr) = Hlsd::run_to_exit(&["segment", input.to_str().unwrap(), out.to_str().unwrap()], std::time::Duration::from_secs(60));
+    assert!(status.success(), "{stderr}");
+    let playlist = out.join("stream.m3u8");
+    let probe = ffprobe(&playlist);
+    assert_eq!(probe.frames, 90, "{probe:?}");
+    assert_eq!(framemd5(&input), framemd5(&playlist));
 }
