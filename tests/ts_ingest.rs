@@ -92,6 +92,9 @@ async fn ts_on_stdin_is_not_annex_b() {
     let text = check_vod_like(&srv, &input, 120).await;
     feeder.join().unwrap();
     assert!(srv.stderr().contains("input is MPEG-TS"), "{}", srv.stderr());
+    // The mono AAC track is recognised (and reported as not muxed).
+    let log = srv.stderr();
+    assert!(log.contains("MPEG-TS audio found") && log.contains("mp4a.40.2") && log.contains("sample_rate=48000") && log.contains("channels=1"), "{log}");
     assert!(!text.contains("B-frames"));
 }
 

@@ -14,6 +14,7 @@
 //! the program (HEVC, MPEG-2 video, ...), scrambled packets, or no PAT/PMT at all. Audio other
 //! than ADTS AAC is logged once and ignored (the video is still served).
 
+pub mod adts;
 pub mod clock;
 pub mod demux;
 pub mod sync;
@@ -81,7 +82,7 @@ pub fn stream_type_name(t: u8) -> String {
 
 /// The MPEG-TS push parser. See the module docs.
 pub struct TsIngest {
-    sync: sync::Sync,
+    sync: sync::Aligner,
     demux: Demultiplex<TsCtx>,
     ctx: TsCtx,
     want_program: Option<u16>,
@@ -100,6 +101,8 @@ pub struct TsIngest {
     pub audio_packets: u64,
     /// Nominal frame duration of the current format (ticks).
     clock_nominal: u32,
+    /// Configuration of the AAC stream, once its first frame was read.
+    pub audio: Option<adts::AacConfig>,
 }
 
 impl TsIngest {
@@ -109,7 +112,7 @@ impl TsIngest {
         let mut ctx = TsCtx::new(program);
         let demux = Demultiplex::new(&mut ctx);
         TsIngest {
-            sync: sync::Sync::default(),
+            sync: sync::Aligner::default(),
             demux,
             ctx,
             want_program: program,
@@ -123,6 +126,7 @@ impl TsIngest {
             cc_reported: 0,
             audio_packets: 0,
             clock_nominal: 3000,
+            audio: None,
         }
     }
 
@@ -211,7 +215,7 @@ impl TsIngest {
         let wall = SystemTime::now() - arrived.elapsed();
         while let Some(pes) = self.ctx.out.pop_front() {
             match pes.kind {
-                Kind::Audio => self.audio_packets += u64::from(!pes.data.is_empty()),
+                Kind::Audio => self.on_audio(&pes.data),
                 Kind::Video => {
                     if pes.data.is_empty() {
                         // Packets were lost: later pictures may refer to the dropped one.
@@ -261,6 +265,25 @@ impl TsIngest {
                 self.frames += 1;
                 self.out.push_back(SourceEvent::Frame(Frame { dts: s.dts, cts: s.cts, capture: s.capture, data, idr, arrived }));
             }
+        }
+    }
+
+    /// Counts audio PES packets and reports the AAC configuration of the first one (once).
+    fn on_audio(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return; // a continuity-error marker
+        }
+        self.audio_packets += 1;
+        if self.audio_packets > 1 {
+            return;
+        }
+        match adts::parse(data) {
+            Ok((f, _)) => {
+                self.audio = Some(f.config);
+                tracing::info!(codec = %f.config.codec_string(), sample_rate = f.config.sample_rate(), channels = f.config.channels,
+                    "MPEG-TS audio found; audio is not muxed yet: the stream is served without sound");
+            }
+            Err(e) => tracing::warn!(error = %e, "MPEG-TS audio stream (AAC ADTS) unreadable; ignored"),
         }
     }
 

@@ -9,7 +9,7 @@
 //! plus one chunk is held. Scrambled packets are counted and dropped here; the discontinuity
 //! indicator of the video PID is noticed here (the demultiplexer does not pass it on).
 
-/// Packets of one [`Sync::push`].
+/// Packets of one [`Aligner::push`].
 pub struct Batch {
     /// Whole aligned packets.
     pub packets: Vec<u8>,
@@ -19,7 +19,7 @@ pub struct Batch {
 
 /// The aligner. See the module docs.
 #[derive(Default)]
-pub struct Sync {
+pub struct Aligner {
     held: Vec<u8>,
     locked: bool,
     /// Bytes skipped while looking for sync (drained by the caller for the metric).
@@ -30,7 +30,7 @@ pub struct Sync {
 
 const SIZE: usize = 188;
 
-impl Sync {
+impl Aligner {
     /// Aligns `chunk` (after what was held back); `pids` are the selected (video, audio) PIDs.
     pub fn push(&mut self, chunk: &[u8], pids: (Option<u16>, Option<u16>)) -> Batch {
         self.held.extend_from_slice(chunk);
@@ -90,7 +90,7 @@ mod tests {
             input.extend(packet(256, 10 + i));
         }
         for chunk in [1usize, 7, 188, 1000] {
-            let mut s = Sync::default();
+            let mut s = Aligner::default();
             let mut got = Vec::new();
             for c in input.chunks(chunk) {
                 got.extend(s.push(c, (None, None)).packets);
