@@ -32,7 +32,8 @@
 # FORMAT=ts (issue 11): the input is instead an MPEG-TS of the same video plus a 48 kHz stereo
 # AAC tone (ffmpeg -c:a aac -b:a 128k), written by ffmpeg -f mpegts; both tools read that file.
 # hlsd does not mux audio yet, so it writes the video only while ffmpeg -c copy writes both
-# tracks: the comparison favours hlsd by the audio's share of the work (~3% of the bytes).
+# tracks (with -bsf:a aac_adtstoasc, which its fMP4 muxer needs for ADTS): the comparison favours
+# hlsd by the audio's share of the work (~3% of the bytes).
 #
 # Environment: FORMAT (h264 | ts; default h264), RUNS (5), TIMER (rusage | gnu; default rusage), HLSD_BIN (target/release/hlsd), MEDIA_DIR (target/bench-media),
 # DURATION (120 s of media), OUT (scratch dir for the outputs; default a new dir in /dev/shm,
@@ -85,6 +86,9 @@ if [ "$FORMAT" = ts ]; then
   fi
   INPUT="$TS_INPUT"
 fi
+# ffmpeg's fMP4 HLS muxer needs ADTS turned into raw AAC (it refuses ADTS under -c copy).
+FF_BSF=()
+[ "$FORMAT" = ts ] && FF_BSF=(-bsf:a aac_adtstoasc)
 size=$(stat -c %s "$INPUT")
 echo "input: $INPUT ($(awk -v s="$size" -v d="$DURATION" 'BEGIN{printf "%.1f MB, %.2f Mbit/s", s/1e6, s*8/d/1e6}'))"
 cat "$INPUT" >/dev/null # page cache: both tools read from memory
@@ -137,7 +141,7 @@ run_hlsd() {
 run_ffmpeg() {
   local dir="$OUT/ffmpeg-$1"; last_ffmpeg="$dir"
   mkdir -p "$dir"
-  measure "$res_ff" "$OUT/ffmpeg.log" ffmpeg -hide_banner -loglevel error -i "$INPUT" -c copy -f hls -hls_time 1 \
+  measure "$res_ff" "$OUT/ffmpeg.log" ffmpeg -hide_banner -loglevel error -i "$INPUT" -c copy "${FF_BSF[@]}" -f hls -hls_time 1 \
     -hls_segment_type fmp4 -hls_playlist_type vod "$dir/stream.m3u8" \
     || { echo "ffmpeg failed:"; cat "$OUT/ffmpeg.log"; exit 1; }
 }
