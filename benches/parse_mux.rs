@@ -69,6 +69,7 @@ fn events(info: &TrackInfo, aus: &[(Bytes, bool)], loops: usize) -> Vec<SourceEv
         let dts = i as u64 * fd;
         ev.push(SourceEvent::Frame(Frame {
             dts,
+            cts: 0,
             capture: t0 + Duration::from_nanos(dts * 1_000_000_000 / 90_000),
             data: data.clone(),
             idr: *idr,
@@ -121,7 +122,7 @@ fn bench_parse(c: &mut Criterion) {
                             SourceEvent::Format(i)
                         }
                         ParsedItem::Au { data, idr } => {
-                            let f = Frame { dts, capture: t0, data, idr, arrived: now };
+                            let f = Frame { dts, cts: 0, capture: t0, data, idr, arrived: now };
                             dts += fd;
                             SourceEvent::Frame(f)
                         }

@@ -29,7 +29,13 @@
 # recently_deleted() when the fs has no journal, as on the dev VMs). Numbers on disk are therefore
 # noisy and much lower: report both (OUT=target/segbench for disk).
 #
-# Environment: RUNS (5), TIMER (rusage | gnu; default rusage), HLSD_BIN (target/release/hlsd), MEDIA_DIR (target/bench-media),
+# FORMAT=ts (issue 11): the input is instead an MPEG-TS of the same video plus a 48 kHz stereo
+# AAC tone (ffmpeg -c:a aac -b:a 128k), written by ffmpeg -f mpegts; both tools read that file.
+# hlsd does not mux audio yet, so it writes the video only while ffmpeg -c copy writes both
+# tracks (with -bsf:a aac_adtstoasc, which its fMP4 muxer needs for ADTS): the comparison favours
+# hlsd by the audio's share of the work (~3% of the bytes).
+#
+# Environment: FORMAT (h264 | ts; default h264), RUNS (5), TIMER (rusage | gnu; default rusage), HLSD_BIN (target/release/hlsd), MEDIA_DIR (target/bench-media),
 # DURATION (120 s of media), OUT (scratch dir for the outputs; default a new dir in /dev/shm,
 # removed at the end; set OUT=target/segbench to write to disk instead, see below),
 # STRICT=1 (exit 1 when a target is missed).
@@ -41,7 +47,9 @@ HLSD_BIN="${HLSD_BIN:-$REPO/target/release/hlsd}"
 MEDIA_DIR="${MEDIA_DIR:-$REPO/target/bench-media}"
 DURATION="${DURATION:-120}"
 TIMER="${TIMER:-rusage}"
+FORMAT="${FORMAT:-h264}"
 INPUT="$MEDIA_DIR/testsrc2-1080p30-4M-gop30-${DURATION}s.h264"
+TS_INPUT="$MEDIA_DIR/testsrc2-1080p30-4M-gop30-aac-${DURATION}s.ts"
 
 if [ ! -x "$HLSD_BIN" ]; then
   echo "segment_vs_ffmpeg: $HLSD_BIN not found: run 'cargo build --release' first" >&2
@@ -69,6 +77,18 @@ if [ ! -s "$INPUT" ]; then
   mv "$INPUT.tmp" "$INPUT"
   echo "segment_vs_ffmpeg: generated in $(( $(date +%s) - start )) s" >&2
 fi
+if [ "$FORMAT" = ts ]; then
+  if [ ! -s "$TS_INPUT" ]; then
+    echo "segment_vs_ffmpeg: generating $TS_INPUT (the same video + AAC tone, remuxed)..." >&2
+    ffmpeg -hide_banner -loglevel error -y -framerate 30 -i "$INPUT" -f lavfi -i "sine=frequency=1000:sample_rate=48000" \
+      -t "$DURATION" -map 0:v -map 1:a -c:v copy -c:a aac -ac 2 -b:a 128k -f mpegts "$TS_INPUT.tmp"
+    mv "$TS_INPUT.tmp" "$TS_INPUT"
+  fi
+  INPUT="$TS_INPUT"
+fi
+# ffmpeg's fMP4 HLS muxer needs ADTS turned into raw AAC (it refuses ADTS under -c copy).
+FF_BSF=()
+[ "$FORMAT" = ts ] && FF_BSF=(-bsf:a aac_adtstoasc)
 size=$(stat -c %s "$INPUT")
 echo "input: $INPUT ($(awk -v s="$size" -v d="$DURATION" 'BEGIN{printf "%.1f MB, %.2f Mbit/s", s/1e6, s*8/d/1e6}'))"
 cat "$INPUT" >/dev/null # page cache: both tools read from memory
@@ -121,7 +141,7 @@ run_hlsd() {
 run_ffmpeg() {
   local dir="$OUT/ffmpeg-$1"; last_ffmpeg="$dir"
   mkdir -p "$dir"
-  measure "$res_ff" "$OUT/ffmpeg.log" ffmpeg -hide_banner -loglevel error -i "$INPUT" -c copy -f hls -hls_time 1 \
+  measure "$res_ff" "$OUT/ffmpeg.log" ffmpeg -hide_banner -loglevel error -i "$INPUT" -c copy "${FF_BSF[@]}" -f hls -hls_time 1 \
     -hls_segment_type fmp4 -hls_playlist_type vod "$dir/stream.m3u8" \
     || { echo "ffmpeg failed:"; cat "$OUT/ffmpeg.log"; exit 1; }
 }

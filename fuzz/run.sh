@@ -4,7 +4,7 @@
 #   fuzz/run.sh TARGET SECONDS [extra libFuzzer flags...]
 #   fuzz/run.sh list                      # the targets
 #
-# Targets (bodies in src/fuzzing.rs): au_parser, sps, http_request, config_toml, specs.
+# Targets (bodies in src/fuzzing/): au_parser, sps, http_request, config_toml, specs, ts_demux.
 # Builds fuzz/ (its own workspace; target dir fuzz/target) with the sanitizer-coverage passes
 # that cargo-fuzz would use, plus debug assertions and overflow checks, but without -Zsanitizer
 # (that needs nightly; safe Rust needs no ASan). libfuzzer-sys compiles libFuzzer's C++ itself
@@ -14,7 +14,7 @@
 # Environment: JOBS (cargo -j, default 1), NICE (default 10), MAX_LEN (per-target default).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-targets="au_parser sps http_request config_toml specs"
+targets="au_parser sps http_request config_toml specs ts_demux"
 if [[ "${1:-}" == "list" ]]; then echo "$targets"; exit 0; fi
 target="${1:?usage: fuzz/run.sh TARGET SECONDS (targets: $targets)}"
 secs="${2:?usage: fuzz/run.sh TARGET SECONDS}"
@@ -33,7 +33,7 @@ nice -n "${NICE:-10}" cargo build --manifest-path "$here/Cargo.toml" --release -
 bin="$here/target/$triple/release/$target"
 
 case "$target" in
-    au_parser) max_len=${MAX_LEN:-65536} ;;
+    au_parser | ts_demux) max_len=${MAX_LEN:-65536} ;;
     sps) max_len=${MAX_LEN:-512} ;;
     *) max_len=${MAX_LEN:-4096} ;;
 esac

@@ -40,6 +40,7 @@ pub fn source_config(cfg: &Config) -> SourceConfig {
     SourceConfig {
         spec: cfg.source.parse::<SourceSpec>().unwrap_or(SourceSpec::Testsrc),
         framerate: cfg.framerate,
+        ts_program: cfg.ts_program,
         pace: !cfg.no_pace,
         looped: cfg.looped,
         idle_flush: (cfg.idle_flush_ms > 0.0).then(|| Duration::from_secs_f64(cfg.idle_flush_ms / 1e3)),

@@ -67,6 +67,10 @@ pub struct Config {
     #[arg(long, env = "HLSD_FRAMERATE", global = true)]
     pub framerate: Option<f64>,
 
+    /// MPEG-TS input: the program number to use (default: the first program in the PAT).
+    #[arg(long, env = "HLSD_TS_PROGRAM", global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    pub ts_program: Option<u16>,
+
     /// Replay file sources as fast as possible instead of in real time.
     #[arg(long, env = "HLSD_NO_PACE")]
     pub no_pace: bool,
@@ -281,6 +285,9 @@ impl Config {
         }
         if self.part_duration > self.segment_duration / 2.0 {
             return bad("part-duration", format!("{} s must be at most half the segment duration", self.part_duration));
+        }
+        if self.ts_program == Some(0) {
+            return bad("ts-program", "0 is not a program number (it names the NIT in the PAT)".into());
         }
         if self.window < 6 {
             return bad("window", format!("{} segments: at least 6 are needed (Apple HLS authoring spec 8.11)", self.window));

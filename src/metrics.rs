@@ -57,6 +57,8 @@ pub struct Metrics {
     pub overlong_segments: Counter,
     /// Frames completed by the idle flush that turned out to continue (writer paused mid-frame).
     pub idle_flush_truncations: Counter,
+    /// MPEG-TS continuity-counter errors on the selected streams (src/source/ts).
+    pub ts_continuity_errors: Counter,
     /// Input bytes dropped by the parser's size limits, by reason.
     pub input_discarded_bytes: Family<ReasonLabels, Counter>,
     /// Encoder stderr lines cut at 1 KiB (`truncated`) or not logged (`rate`), src/source/stderr.rs.
@@ -100,6 +102,7 @@ impl Metrics {
             discontinuities: Counter::default(),
             overlong_segments: Counter::default(),
             idle_flush_truncations: Counter::default(),
+            ts_continuity_errors: Counter::default(),
             input_discarded_bytes: Family::default(),
             encoder_stderr_dropped: Family::default(),
             http_requests: Family::default(),
@@ -133,6 +136,11 @@ impl Metrics {
             "idle_flush_truncations",
             "Frames completed on input silence that turned out to continue",
             m.idle_flush_truncations.clone(),
+        );
+        registry.register(
+            "ts_continuity_errors",
+            "MPEG-TS continuity-counter errors (lost packets) on the selected streams",
+            m.ts_continuity_errors.clone(),
         );
         registry.register(
             "input_discarded_bytes",

@@ -41,6 +41,7 @@ pub fn frame(n: u64, dts: u64, idr: bool) -> Frame {
     let nal: Vec<u8> = vec![if idr { 0x65 } else { 0x41 }, 0x88, n as u8, 7, 7, 7];
     Frame {
         dts,
+        cts: 0,
         capture: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + Duration::from_nanos(dts * 100_000 / 9),
         data: crate::h264::to_avcc([&nal[..]]),
         idr,

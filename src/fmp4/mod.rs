@@ -5,7 +5,8 @@
 //! crate's (see README: chosen over `mp4` because it encodes fragmented boxes — moof, traf, trun,
 //! tfdt — and avcC with its High-profile extension, which `mp4` 0.14 cannot write).
 //! Rules followed are those of `shared/docs/ll-hls.md` §4: one traf and one trun per moof,
-//! `default-base-is-moof`, tfdt version 1, sync flags 0x02000000 / non-sync 0x01010000.
+//! `default-base-is-moof`, tfdt version 1, sync flags 0x02000000 / non-sync 0x01010000. With
+//! B-frames (MPEG-TS input) samples are in decode order and trun carries composition offsets.
 
 use crate::media::{TrackInfo, TIMESCALE};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -40,6 +41,8 @@ pub struct Sample {
     /// AVCC data (length-prefixed NAL units).
     pub data: Bytes,
     pub sync: bool,
+    /// Composition offset (PTS − DTS, ticks); non-zero only with B-frames (MPEG-TS input).
+    pub cts: i32,
 }
 
 /// Writes the init segment for a track: `ftyp` then `moov` (mvhd, trak, mvex), no samples.
@@ -147,6 +150,9 @@ fn container(
 /// `sequence` is the mfhd sequence number (strictly increasing across the run).
 pub fn fragment(sequence: u32, base_dts: u64, samples: &[Sample]) -> Result<Bytes, MuxError> {
     let explicit_flags = samples.iter().skip(1).any(|s| s.sync);
+    // Composition offsets only when some sample has one (trun version 1, signed, when any is
+    // negative; mp4-atom picks the version), so B-frame-free output keeps its bytes.
+    let with_cts = samples.iter().any(|s| s.cts != 0);
     let entries = samples
         .iter()
         .enumerate()
@@ -158,7 +164,7 @@ pub fn fragment(sequence: u32, base_dts: u64, samples: &[Sample]) -> Result<Byte
             } else {
                 None
             },
-            cts: None,
+            cts: with_cts.then_some(i64::from(s.cts)),
         })
         .collect();
     let mut moof = Moof {

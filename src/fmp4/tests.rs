@@ -39,7 +39,7 @@ fn init_segment_structure() {
 
 #[test]
 fn fragment_offsets_flags_and_payload() {
-    let s = |d: &[u8], sync| Sample { duration: 3000, data: Bytes::copy_from_slice(d), sync };
+    let s = |d: &[u8], sync| Sample { duration: 3000, data: Bytes::copy_from_slice(d), sync, cts: 0 };
     let samples = [s(&[0, 0, 0, 2, 0x65, 1], true), s(&[0, 0, 0, 1, 0x41], false), s(&[0, 0, 0, 1, 0x41], false)];
     let data = fragment(7, 123_456_789_012, &samples).unwrap();
     let buf = &mut &data[..];

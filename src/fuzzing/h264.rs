@@ -187,7 +187,7 @@ fn segment(items: &[ParsedItem]) {
             ParsedItem::Au { data, idr } => {
                 dts += fd;
                 let capture = t0 + Duration::from_micros(dts * 100 / 9);
-                SourceEvent::Frame(Frame { dts, capture, data: data.clone(), idr: *idr, arrived: Instant::now() })
+                SourceEvent::Frame(Frame { dts, cts: 0, capture, data: data.clone(), idr: *idr, arrived: Instant::now() })
             }
         };
         if s.push(ev, &mut out).is_err() {

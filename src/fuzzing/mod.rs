@@ -12,10 +12,12 @@
 mod config;
 mod h264;
 mod requests;
+mod ts;
 
 pub use config::{config_toml, specs};
 pub use h264::{au_parser, sps};
 pub use requests::http_request;
+pub use ts::ts_demux;
 
 /// A harness: any bytes in, panics on a finding.
 pub type Harness = fn(&[u8]);
@@ -27,6 +29,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("http_request", http_request),
     ("config_toml", config_toml),
     ("specs", specs),
+    ("ts_demux", ts_demux),
 ];
 
 /// A small deterministic PRNG (xorshift64*): chunkings derived from the input, and the smoke

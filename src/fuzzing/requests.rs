@@ -34,6 +34,7 @@ fn state(frames: u64, ended: bool, base: &str) -> Arc<HttpState> {
         let nal = [if idr { 0x65 } else { 0x41 }, 0x88, n as u8, 7, 7, 7];
         let frame = Frame {
             dts: n * 3000,
+            cts: 0,
             capture: t0 + Duration::from_millis(n * 100 / 3),
             data: crate::h264::to_avcc([&nal[..]]),
             idr,

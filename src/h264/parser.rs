@@ -74,6 +74,10 @@ pub struct AuParser {
     pub oversized: u64,
     last_discard_log: Option<Instant>,
     warned_no_idr: bool,
+    /// Accept B slices (MPEG-TS input, where PTS/DTS give the composition offsets).
+    allow_b: bool,
+    /// Frame duration used when the SPS has no VUI timing and none was configured.
+    fallback_frame_duration: Option<u32>,
 }
 
 impl AuParser {
@@ -103,7 +107,19 @@ impl AuParser {
             oversized: 0,
             last_discard_log: None,
             warned_no_idr: false,
+            allow_b: false,
+            fallback_frame_duration: None,
         }
+    }
+
+    /// A parser for access units whose timestamps come from a container (MPEG-TS): B slices are
+    /// accepted, and an SPS without VUI timing gets `fallback` ticks as nominal frame duration
+    /// (the container's DTS give the real spacing).
+    pub fn for_container(frame_duration: Option<u32>, fallback: u32) -> Self {
+        let mut p = Self::new(frame_duration);
+        p.allow_b = true;
+        p.fallback_frame_duration = Some(fallback);
+        p
     }
 
     /// Feeds bytes; complete items become available from [`AuParser::next_item`].
@@ -217,7 +233,7 @@ impl AuParser {
                     malformed(&nal);
                     return Ok(());
                 };
-                if slice_type == SLICE_TYPE_B {
+                if slice_type == SLICE_TYPE_B && !self.allow_b {
                     return Err(H264Error::BFrames);
                 }
                 if first_mb == 0 {
@@ -268,7 +284,11 @@ impl AuParser {
                 None => true,
             };
             if changed {
-                match track_info(sps, pps, self.frame_duration) {
+                let info = match (track_info(sps, pps, self.frame_duration), self.fallback_frame_duration) {
+                    (Err(H264Error::NoFrameRate), Some(d)) => track_info(sps, pps, Some(d)),
+                    (r, _) => r,
+                };
+                match info {
                     Ok(info) => {
                         self.format = Some(info.clone());
                         self.started = false;

@@ -335,7 +335,7 @@ impl Segmenter {
         let samples: Vec<Sample> = self
             .pending
             .iter()
-            .map(|p| Sample { duration: p.duration as u32, data: p.frame.data.clone(), sync: p.frame.idr })
+            .map(|p| Sample { duration: p.duration as u32, data: p.frame.data.clone(), sync: p.frame.idr, cts: p.frame.cts })
             .collect();
         // u32 (ISO/IEC 14496-12 mfhd): at 30 parts/s it wraps after 4.5 years; it then restarts
         // at 1 (0 is not a valid sequence number). Players use it only to order fragments of one

@@ -1,16 +1,16 @@
 //! Offline mode (`hlsd segment INPUT.h264 OUTDIR/`): a VOD HLS stream written to disk as fast as
 //! the machine allows, in constant memory.
 //!
-//! Reads the Annex-B file in fixed chunks through `h264::AuParser`, stamps frames on the nominal
-//! frame grid, runs the same [`Segmenter`] as the live origin and writes each segment as soon as
+//! Reads the Annex-B or MPEG-TS file in fixed chunks through `source::ingest` (Annex-B frames
+//! stamped on the nominal frame grid, TS frames with their own DTS/PTS), runs the same [`Segmenter`] as the live origin and writes each segment as soon as
 //! it is complete (the concatenation of its parts), then the playlist. Every file is written to a
 //! temporary name and renamed, so a crash never leaves a partial file under a final name.
 
 use super::playlist::{names, render_vod};
 use super::segmenter::{Output, Segmenter, SegmenterConfig};
-use crate::h264::{AuParser, H264Error, ParsedItem};
 use crate::media::{SourceEvent, TIMESCALE};
 use crate::source::clock::GridClock;
+use crate::source::ingest::{Input, InputConfig, InputError, Stamping};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -23,8 +23,8 @@ pub enum VodError {
     #[error("cannot write {path}: {err}")]
     Write { path: PathBuf, err: std::io::Error },
     #[error("{path}: {err}")]
-    H264 { path: PathBuf, err: H264Error },
-    #[error("{path}: no H.264 pictures found (is it an Annex-B .h264 file?)")]
+    Input { path: PathBuf, err: InputError },
+    #[error("{path}: no H.264 pictures found (is it an Annex-B .h264 or an MPEG-TS file?)")]
     Empty { path: PathBuf },
     #[error("muxing failed: {0}")]
     Mux(#[from] crate::fmp4::MuxError),
@@ -95,7 +95,8 @@ pub fn segment_file(
     let werr = |path: &Path, err| VodError::Write { path: path.to_owned(), err };
     std::fs::create_dir_all(outdir).map_err(|e| werr(outdir, e))?;
     let mut file = std::fs::File::open(input).map_err(rerr)?;
-    let mut parser = AuParser::new(frame_duration);
+    let icfg = InputConfig { frame_duration, ts_program: None, live: false };
+    let mut parser = Input::new(icfg, Stamping::Grid(GridClock::new(SystemTime::now())));
     let mut seg = Segmenter::new(cfg.clone());
     let run = "vod";
     let mut outs = Vec::new();
@@ -104,7 +105,6 @@ pub fn segment_file(
     let mut open: Option<(u64, bool, u32)> = None;
     let mut frames = 0u64;
     let mut bytes = 0u64;
-    let mut clock = GridClock::new(SystemTime::now());
     let mut buf = vec![0u8; 256 * 1024];
     let mut eof = false;
     let mut last_progress = Instant::now();
@@ -114,15 +114,14 @@ pub fn segment_file(
         let n = file.read(&mut buf).map_err(rerr)?;
         let res = if n == 0 {
             eof = true;
-            parser.flush()
+            parser.end(Instant::now())
         } else {
             read_total += n as u64;
-            parser.push(&buf[..n])
+            parser.push(&buf[..n], Instant::now())
         };
-        res.map_err(|err| VodError::H264 { path: input.to_owned(), err })?;
-        while let Some(item) = parser.next_item() {
-            frames += matches!(item, ParsedItem::Au { .. }) as u64;
-            let ev = clock.event(item);
+        res.map_err(|err| VodError::Input { path: input.to_owned(), err })?;
+        while let Some(ev) = parser.next_event() {
+            frames += matches!(ev, SourceEvent::Frame(_)) as u64;
             seg.push(ev, &mut outs)?;
         }
         if eof {
@@ -163,7 +162,7 @@ pub fn segment_file(
     }
     if listed.is_empty() {
         return Err(match parser.end_error() {
-            Some(err) => VodError::H264 { path: input.to_owned(), err },
+            Some(err) => VodError::Input { path: input.to_owned(), err },
             None => VodError::Empty { path: input.to_owned() },
         });
     }

@@ -62,6 +62,8 @@ impl TrackInfo {
 pub struct Frame {
     /// Decode timestamp in [`TIMESCALE`] ticks, strictly increasing within one timeline.
     pub dts: u64,
+    /// Composition offset (PTS − DTS) in ticks: 0 without B-frames (every source but MPEG-TS).
+    pub cts: i32,
     /// Wall-clock capture time (becomes EXT-X-PROGRAM-DATE-TIME).
     pub capture: SystemTime,
     /// The access unit in AVCC form: each NAL unit prefixed by its 4-byte big-endian length.

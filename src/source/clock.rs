@@ -92,7 +92,7 @@ impl GridClock {
                 SourceEvent::Format(info)
             }
             ParsedItem::Au { data, idr } => {
-                let f = Frame { dts: self.dts, capture: self.start + self.next_offset(), data, idr, arrived: Instant::now() };
+                let f = Frame { dts: self.dts, cts: 0, capture: self.start + self.next_offset(), data, idr, arrived: Instant::now() };
                 self.dts += self.nominal;
                 SourceEvent::Frame(f)
             }

@@ -1,13 +1,15 @@
-//! `file:PATH`: an Annex-B file replayed as a live stream.
+//! `file:PATH`: an Annex-B or MPEG-TS file replayed as a live stream.
 //!
-//! Frames are stamped on the nominal frame grid (SPS VUI or `--framerate`) and, unless
-//! `--no-pace`, released no earlier than their media time after the start, so the file plays in
-//! real time. With `--loop` the file restarts at its end and the timeline simply continues
-//! (every loop starts with the file's first IDR).
+//! Annex-B frames are stamped on the nominal frame grid (SPS VUI or `--framerate`); MPEG-TS
+//! frames keep the file's own DTS/PTS spacing ([`super::ts`]). Unless `--no-pace`, each frame
+//! is released no earlier than its media time after the start, so the file plays in real time.
+//! With `--loop` the file restarts at its end and the timeline simply continues (every loop
+//! starts with the file's first IDR; in a TS file the timestamps step back there, which is an
+//! EXT-X-DISCONTINUITY).
 
-use super::{SourceConfig, SourceError};
-use crate::h264::{AuParser, ParsedItem};
 use super::clock::GridClock;
+use super::ingest::{Input, InputConfig, Stamping};
+use super::{SourceConfig, SourceError};
 use crate::media::SourceEvent;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
@@ -22,26 +24,25 @@ pub async fn run(
 ) -> Result<(), SourceError> {
     let name = format!("file:{}", path.display());
     let io = |err| SourceError::Io { source_name: name.clone(), err };
+    let bad = |err| SourceError::Input { source_name: name.clone(), err };
     let start = Instant::now();
-    let mut clock = GridClock::new(SystemTime::now());
-    let mut frames = 0u64;
+    let icfg = InputConfig { frame_duration, ts_program: cfg.ts_program, live: cfg.pace };
+    let mut input = Input::new(icfg, Stamping::Grid(GridClock::new(SystemTime::now())));
+    let mut first_dts = None;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let mut file = tokio::fs::File::open(path).await.map_err(io)?;
-        let mut parser = AuParser::new(frame_duration);
-        let frames_before = frames;
+        let frames_before = input.frames();
         loop {
             let n = file.read(&mut buf).await.map_err(io)?;
-            let res = if n == 0 { parser.flush() } else { parser.push(&buf[..n]) };
-            res.map_err(|err| SourceError::H264 { source_name: name.clone(), err })?;
-            while let Some(item) = parser.next_item() {
-                if let ParsedItem::Au { .. } = item {
-                    frames += 1;
-                    if cfg.pace {
-                        tokio::time::sleep_until((start + clock.next_offset()).into()).await;
-                    }
+            let res = if n == 0 { input.end(Instant::now()) } else { input.push(&buf[..n], Instant::now()) };
+            res.map_err(bad)?;
+            while let Some(ev) = input.next_event() {
+                if let (SourceEvent::Frame(f), true) = (&ev, cfg.pace) {
+                    let first = *first_dts.get_or_insert(f.dts);
+                    let due = crate::media::ticks_to_duration(f.dts.saturating_sub(first));
+                    tokio::time::sleep_until((start + due).into()).await;
                 }
-                let ev = clock.event(item);
                 if tx.send(ev).await.is_err() {
                     return Ok(());
                 }
@@ -50,17 +51,17 @@ pub async fn run(
                 break;
             }
         }
-        if frames == frames_before {
-            return Err(match parser.end_error() {
-                Some(err) => SourceError::H264 { source_name: name, err },
+        if input.frames() == frames_before {
+            return Err(match input.end_error() {
+                Some(err) => bad(err),
                 None => SourceError::Empty { source_name: name },
             });
         }
         if !cfg.looped {
-            tracing::info!(source = %name, frames, "file ended");
+            tracing::info!(source = %name, frames = input.frames(), "file ended");
             let _ = tx.send(SourceEvent::End).await;
             return Ok(());
         }
-        tracing::debug!(source = %name, frames, "looping");
+        tracing::debug!(source = %name, frames = input.frames(), "looping");
     }
 }

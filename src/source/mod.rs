@@ -5,18 +5,24 @@
 //! - `file:PATH`: an Annex-B file, paced in real time (or not, `--no-pace`), optionally looped.
 //! - `stdin`, `exec:COMMAND`, `tcp://HOST:PORT`: live byte streams, stamped on arrival
 //!   ([`stream`]); `exec` and `tcp` restart/reconnect with backoff and mark a discontinuity.
+//! - `udp://HOST:PORT`: MPEG-TS datagrams, unicast or multicast ([`udp`]).
+//! - Byte streams and files may hold raw Annex-B H.264 or MPEG-TS, told apart by [`ingest`];
+//!   MPEG-TS brings the encoder's PTS/DTS and B-frames ([`ts`]).
 //! - `v4l2:/dev/videoN`: H.264 straight from a V4L2 camera or through an M2M hardware encoder,
 //!   stamped with the driver's capture timestamps ([`v4l2`]).
 
 pub mod clock;
 pub mod file;
+pub mod ingest;
 pub mod reader;
 pub mod stderr;
 pub mod stream;
 pub mod testsrc;
+pub mod ts;
+pub mod udp;
 pub mod v4l2;
 
-use crate::h264::H264Error;
+use ingest::InputError;
 use crate::media::SourceEvent;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -32,6 +38,8 @@ pub enum SourceSpec {
     /// Masked in `Debug`/`Display` (the command may hold passwords or keys).
     Exec(crate::secret::Masked),
     Tcp(String),
+    /// `udp://HOST:PORT`: MPEG-TS over UDP (a multicast HOST is joined).
+    Udp(String),
     /// `v4l2:/dev/videoN`: a V4L2 camera.
     V4l2(PathBuf),
 }
@@ -56,6 +64,11 @@ impl FromStr for SourceSpec {
                 return Err(format!("tcp://{a}: needs HOST:PORT, e.g. tcp://raspberrypi.local:8888"));
             }
             Ok(SourceSpec::Tcp(a.to_string()))
+        } else if let Some(a) = s.strip_prefix("udp://") {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return Err(format!("udp://{a}: needs IP:PORT to listen on, e.g. udp://0.0.0.0:5000 or udp://239.0.0.1:5000 (multicast)"));
+            }
+            Ok(SourceSpec::Udp(a.to_string()))
         } else if let Some(p) = s.strip_prefix("v4l2:") {
             if !p.starts_with('/') {
                 return Err(format!("v4l2:{p}: needs a device path, e.g. v4l2:/dev/video0 (`hlsd devices` lists them)"));
@@ -63,7 +76,7 @@ impl FromStr for SourceSpec {
             Ok(SourceSpec::V4l2(PathBuf::from(p)))
         } else {
             Err(format!(
-                "unknown source '{}': use testsrc, stdin, file:PATH, exec:COMMAND, tcp://HOST:PORT or v4l2:/dev/videoN",
+                "unknown source '{}': use testsrc, stdin, file:PATH, exec:COMMAND, tcp://HOST:PORT, udp://IP:PORT or v4l2:/dev/videoN",
                 crate::secret::mask(s)
             ))
         }
@@ -78,6 +91,7 @@ impl std::fmt::Display for SourceSpec {
             SourceSpec::File(p) => write!(f, "file:{}", p.display()),
             SourceSpec::Exec(c) => write!(f, "exec:{c}"),
             SourceSpec::Tcp(a) => write!(f, "tcp://{a}"),
+            SourceSpec::Udp(a) => write!(f, "udp://{a}"),
             SourceSpec::V4l2(p) => write!(f, "v4l2:{}", p.display()),
         }
     }
@@ -87,7 +101,7 @@ impl std::fmt::Display for SourceSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("source {source_name}: {err}")]
-    H264 { source_name: String, err: H264Error },
+    Input { source_name: String, err: InputError },
     #[error("source {source_name}: {err}")]
     Io { source_name: String, err: std::io::Error },
     #[error("source {source_name}: no H.264 pictures in the input (is it an Annex-B H.264 stream?)")]
@@ -114,6 +128,8 @@ pub struct SourceConfig {
     pub testsrc: testsrc::TestsrcConfig,
     /// `v4l2:` request (size, rate, encoder controls).
     pub v4l2: v4l2::V4l2Config,
+    /// MPEG-TS program number to use (`--ts-program`); `None`: the first in the PAT.
+    pub ts_program: Option<u16>,
 }
 
 /// Runs the configured source until it ends, fails fatally or the receiver is dropped.
@@ -133,6 +149,7 @@ pub async fn run(cfg: SourceConfig, tx: mpsc::Sender<SourceEvent>) -> Result<(),
         SourceSpec::Stdin => stream::run_stdin(&cfg, frame_duration, tx).await,
         SourceSpec::Exec(cmd) => stream::run_exec(&cmd, &cfg, frame_duration, tx).await,
         SourceSpec::Tcp(addr) => stream::run_tcp(&addr, &cfg, frame_duration, tx).await,
+        SourceSpec::Udp(addr) => udp::run(&addr, &cfg, frame_duration, tx).await,
         SourceSpec::V4l2(path) => v4l2::run(&path, &cfg, tx).await,
     }
 }

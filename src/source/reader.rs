@@ -6,11 +6,13 @@
 //! frame. Encoders write a frame at a time, so when the input has been silent for the idle-flush
 //! time the pending frame is taken as complete. If the next bytes then do not begin with a start
 //! code, the writer had paused inside a frame: that is counted, logged, and the idle time for this
-//! input doubles (up to [`MAX_IDLE`]), so a bursty network link settles on a safe value.
+//! input doubles (up to [`MAX_IDLE`]), so a bursty network link settles on a safe value. The
+//! same holds for MPEG-TS input (`source::ingest` tells the formats apart), where the idle flush
+//! completes the video PES being received.
 
 use super::clock::ArrivalClock;
-use crate::h264::{AuParser, H264Error, ParsedItem};
-use crate::media::{Frame, SourceEvent};
+use super::ingest::{Input, InputConfig, InputError, Stamping};
+use crate::media::SourceEvent;
 use std::io::{ErrorKind, Read};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
@@ -33,7 +35,7 @@ pub enum Ended {
     /// The receiver is gone: stop for good.
     Closed,
     Io(std::io::Error),
-    H264(H264Error),
+    Input(InputError),
 }
 
 /// Reader settings.
@@ -44,6 +46,10 @@ pub struct ReaderConfig {
     pub frame_duration: Option<u32>,
     /// Names the input in logs.
     pub name: String,
+    /// `--ts-program`.
+    pub ts_program: Option<u16>,
+    /// The input is MPEG-TS (skip detection).
+    pub ts: bool,
 }
 
 /// Waits until `fd` is readable or `timeout` passes; true if readable (or hung up).
@@ -71,8 +77,9 @@ fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<bool>
 
 /// Reads `input` until it ends, sending events to `tx`. Blocking: run it on its own thread.
 pub fn pump<R: Read + AsRawFd>(mut input: R, cfg: &ReaderConfig, tx: &mpsc::Sender<SourceEvent>) -> Ended {
-    let mut parser = AuParser::new(cfg.frame_duration);
-    let mut clock = ArrivalClock::new(cfg.frame_duration.unwrap_or(3000));
+    let clock = ArrivalClock::new(cfg.frame_duration.unwrap_or(3000));
+    let icfg = InputConfig { frame_duration: cfg.frame_duration, ts_program: cfg.ts_program, live: true };
+    let mut parser = if cfg.ts { Input::ts(icfg, Stamping::Arrival(clock)) } else { Input::new(icfg, Stamping::Arrival(clock)) };
     let mut buf = vec![0u8; 64 * 1024];
     let mut idle = cfg.idle_flush;
     let mut unflushed = false;
@@ -91,10 +98,10 @@ pub fn pump<R: Read + AsRawFd>(mut input: R, cfg: &ReaderConfig, tx: &mpsc::Send
                 if unflushed && idle.is_some() {
                     unflushed = false;
                     just_flushed = true;
-                    if let Err(e) = parser.flush() {
-                        return Ended::H264(e);
+                    if let Err(e) = parser.flush(last_read) {
+                        return Ended::Input(e);
                     }
-                    if !forward(&mut parser, &mut clock, last_read, tx) {
+                    if !forward(&mut parser, tx) {
                         return Ended::Closed;
                     }
                 } else if tx.is_closed() {
@@ -112,17 +119,24 @@ pub fn pump<R: Read + AsRawFd>(mut input: R, cfg: &ReaderConfig, tx: &mpsc::Send
             Err(e) => return Ended::Io(e),
         };
         if n == 0 {
-            let r = parser.flush();
-            let sent = forward(&mut parser, &mut clock, last_read, tx);
+            let r = parser.end(last_read);
+            let sent = forward(&mut parser, tx);
             return match (r, sent) {
-                (Err(e), _) => Ended::H264(e),
+                (Err(e), _) => Ended::Input(e),
                 (_, false) => Ended::Closed,
-                _ if clock.frames() > 0 => Ended::Eof,
-                _ => parser.end_error().map(Ended::H264).unwrap_or(Ended::Empty),
+                _ if parser.frames() > 0 => Ended::Eof,
+                _ => parser.end_error().map(Ended::Input).unwrap_or(Ended::Empty),
             };
         }
         last_read = Instant::now();
-        if just_flushed && n >= 2 && buf[..2] != [0, 0] {
+        let cut_before = parser.cut_frames();
+        let annexb_cut = parser.is_annexb() && just_flushed && n >= 2 && buf[..2] != [0, 0];
+        just_flushed = false;
+        unflushed = true;
+        if let Err(e) = parser.push(&buf[..n], last_read) {
+            return Ended::Input(e);
+        }
+        if annexb_cut || parser.cut_frames() > cut_before {
             // The flushed frame was cut short: the writer paused mid-frame.
             crate::metrics::get().idle_flush_truncations.inc();
             let next = idle.map(|d| (d * 2).min(MAX_IDLE));
@@ -130,30 +144,15 @@ pub fn pump<R: Read + AsRawFd>(mut input: R, cfg: &ReaderConfig, tx: &mpsc::Send
                 "input paused inside a frame; a frame was cut short; waiting longer before completing frames");
             idle = next;
         }
-        just_flushed = false;
-        unflushed = true;
-        if let Err(e) = parser.push(&buf[..n]) {
-            return Ended::H264(e);
-        }
-        if !forward(&mut parser, &mut clock, last_read, tx) {
+        if !forward(&mut parser, tx) {
             return Ended::Closed;
         }
     }
 }
 
-/// Sends parsed items; false if the receiver is gone.
-fn forward(parser: &mut AuParser, clock: &mut ArrivalClock, arrived: Instant, tx: &mpsc::Sender<SourceEvent>) -> bool {
-    while let Some(item) = parser.next_item() {
-        let ev = match item {
-            ParsedItem::Format(info) => {
-                clock.set_nominal(info.frame_duration);
-                SourceEvent::Format(info)
-            }
-            ParsedItem::Au { data, idr } => {
-                let (dts, capture) = clock.stamp(arrived);
-                SourceEvent::Frame(Frame { dts, capture, data, idr, arrived })
-            }
-        };
+/// Sends parsed events; false if the receiver is gone.
+fn forward(parser: &mut Input, tx: &mpsc::Sender<SourceEvent>) -> bool {
+    while let Some(ev) = parser.next_event() {
         if tx.blocking_send(ev).is_err() {
             return false;
         }
@@ -175,6 +174,8 @@ mod tests {
             stall_timeout: Duration::from_secs(5),
             frame_duration: Some(3000),
             name: "test".into(),
+            ts_program: None,
+            ts: false,
         };
         let t = std::thread::spawn(move || pump(r, &cfg, &tx));
         // SPS/PPS/IDR of a tiny stream, written as one frame: it must come out without a

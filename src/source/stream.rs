@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Runs the blocking reader on its own thread until the input ends.
-async fn pump<R: Read + AsRawFd + Send + 'static>(
+pub(super) async fn pump<R: Read + AsRawFd + Send + 'static>(
     input: R,
     name: &str,
     cfg: &SourceConfig,
@@ -27,6 +27,8 @@ async fn pump<R: Read + AsRawFd + Send + 'static>(
         stall_timeout: cfg.stall_timeout,
         frame_duration,
         name: name.to_string(),
+        ts_program: cfg.ts_program,
+        ts: false,
     };
     let tx = tx.clone();
     match tokio::task::spawn_blocking(move || reader::pump(input, &rcfg, &tx)).await {
@@ -51,19 +53,19 @@ pub async fn run_stdin(
         }
         Ended::Empty => Err(SourceError::Empty { source_name: name }),
         Ended::Io(err) => Err(SourceError::Io { source_name: name, err }),
-        Ended::H264(err) => Err(SourceError::H264 { source_name: name, err }),
+        Ended::Input(err) => Err(SourceError::Input { source_name: name, err }),
     }
 }
 
 /// Logs how an attempt ended; returns false when the source must stop.
-fn report(name: &str, ended: &Ended) -> bool {
+pub(super) fn report(name: &str, ended: &Ended) -> bool {
     match ended {
         Ended::Closed => return false,
         Ended::Eof => tracing::warn!(source = name, "input ended; restarting"),
         Ended::Empty => tracing::warn!(source = name, "input ended without any H.264 picture; restarting"),
         Ended::Stalled => tracing::warn!(source = name, "no data received in time; restarting"),
         Ended::Io(e) => tracing::warn!(source = name, error = %e, "read failed; restarting"),
-        Ended::H264(e) => tracing::error!(source = name, error = %e, "bad input; restarting"),
+        Ended::Input(e) => tracing::error!(source = name, error = %e, "bad input; restarting"),
     }
     true
 }

@@ -298,6 +298,7 @@ impl Generator {
         self.last_len = data.len();
         let frame = Frame {
             dts: dts(n, self.cfg.fps) + self.dts_offset,
+            cts: 0,
             capture,
             data: Bytes::from(data),
             idr,

@@ -12,7 +12,7 @@
 //! audio: [SoundFormat=10<<4 | rate=3<<2 | 16-bit<<1 | stereo][AACPacketType][payload]
 //! ```
 //!
-//! The pipeline has no B-frames (decode order = presentation order), so composition time is 0.
+//! Composition time is the frame's PTS − DTS: 0 except for B-frames from MPEG-TS input.
 
 use crate::media::{TrackInfo, TIMESCALE};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -68,10 +68,11 @@ pub fn avc_sequence_header(info: &TrackInfo) -> Option<Bytes> {
     Some(b.freeze())
 }
 
-/// One access unit (AVCC, 4-byte lengths) as an AVC NALU tag body.
-pub fn avc_nalu(avcc: &[u8], key: bool) -> Bytes {
+/// One access unit (AVCC, 4-byte lengths) as an AVC NALU tag body; `cts` is its composition
+/// offset in 90 kHz ticks (B-frames from MPEG-TS input; 0 otherwise), sent in milliseconds.
+pub fn avc_nalu(avcc: &[u8], key: bool, cts: i32) -> Bytes {
     let mut b = BytesMut::with_capacity(5 + avcc.len());
-    video_header(&mut b, key, AVC_NALU, 0);
+    video_header(&mut b, key, AVC_NALU, cts.div_euclid(90));
     b.put_slice(avcc);
     b.freeze()
 }
@@ -232,10 +233,10 @@ mod tests {
     #[test]
     fn nalu_packets() {
         let au = crate::h264::to_avcc([&[0x65u8, 0x88, 0x84][..]]);
-        let b = avc_nalu(&au, true);
+        let b = avc_nalu(&au, true, 0);
         assert_eq!(&b[..5], &[0x17, 1, 0, 0, 0]);
         assert_eq!(&b[5..], &au[..]);
-        assert_eq!(&avc_nalu(&au, false)[..5], &[0x27, 1, 0, 0, 0]);
+        assert_eq!(&avc_nalu(&au, false, 0)[..5], &[0x27, 1, 0, 0, 0]);
         assert_eq!(&avc_end_of_sequence()[..], &[0x17, 2, 0, 0, 0]);
         let mut x = BytesMut::new();
         video_header(&mut x, false, AVC_NALU, -1);

@@ -164,7 +164,7 @@ async fn stream(dest: &Dest, mut c: Connection, queue: &mut mpsc::Receiver<Item>
                     audio_frames += 1;
                 }
             }
-            c.send_video(flv::avc_nalu(&frame.data, frame.idr), ts).await?;
+            c.send_video(flv::avc_nalu(&frame.data, frame.idr, frame.cts), ts).await?;
             dest.frames.inc();
             dest.bytes.inc_by(c.bytes_sent - reported);
             reported = c.bytes_sent;

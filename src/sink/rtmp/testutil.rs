@@ -20,6 +20,7 @@ pub(crate) fn info(w: u32) -> TrackInfo {
 pub(crate) fn frame(n: u64, idr: bool) -> SourceEvent {
     SourceEvent::Frame(Frame {
         dts: n * 3000,
+        cts: 0,
         capture: SystemTime::now(),
         data: Bytes::new(),
         idr,

@@ -154,6 +154,7 @@ pub fn run_session(
                     }
                     SourceEvent::Frame(Frame {
                         dts,
+                        cts: 0,
                         capture,
                         data,
                         idr,
